@@ -1,0 +1,422 @@
+"""Reading PLINK 1 binary filesets (.bed/.bim/.fam) lazily.
+
+Data contract (what :func:`read_plink` returns, see :class:`Genotypes`):
+
+* orientation: samples x variants for dosages; variants x bytes for the packed matrix;
+* dtype: float32 dosages, NaN for a missing call; uint8 packed bytes;
+* counted allele: A1 = column 5 of the .bim, exactly as plink2 counts it
+  (``--export A``, ``--freq`` ALT, ``--glm`` A1 when A1 is ALT);
+* laziness: nothing but the .bim/.fam text is read until a chunk is computed; each task
+  opens the .bed by path and reads only its own variants' bytes, so graphs are small and
+  ship to ``dask.distributed`` workers without copying the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from .packed import bytes_per_variant, decode_dosage
+
+BED_MAGIC = b"\x6c\x1b"
+BED_VARIANT_MAJOR = 0x01
+BED_HEADER_BYTES = 3
+
+FAM_COLUMNS = ["fid", "iid", "father", "mother", "sex", "trait"]
+BIM_COLUMNS = ["chrom", "snp", "cm", "pos", "a1", "a2"]
+
+#: Default target size of one decoded dosage chunk (float32 bytes): big enough that the
+#: per-task overhead is negligible, small enough that a few chunks fit in any worker.
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+
+
+def _split_rows(path: Path, n_fields: int, what: str) -> list[list[str]]:
+    """Whitespace-split the non-empty lines of a .fam/.bim file, checking the field count."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                fields = line.split()
+                if not fields:
+                    continue
+                if len(fields) != n_fields:
+                    raise InputError(
+                        f"expected {n_fields} whitespace-separated fields in a {what} row, "
+                        f"found {len(fields)}: {line.strip()[:80]!r}",
+                        path,
+                        lineno,
+                    )
+                rows.append(fields)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not a text {what} file ({exc.reason})", path) from None
+    if not rows:
+        raise InputError(f"the {what} file holds no rows", path)
+    return rows
+
+
+def read_fam(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a .fam file: one row per sample, columns ``fid, iid, father, mother, sex, trait``.
+
+    ``sex`` is int (1 male, 2 female, 0 unknown); ``trait`` is float with NaN for the PLINK
+    missing codes (-9, NA, nan). Duplicate (FID, IID) pairs raise :class:`InputError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found (expected the .fam of the fileset)", path)
+    rows = _split_rows(path, 6, ".fam")
+    fam = pd.DataFrame(rows, columns=FAM_COLUMNS)
+    sex = pd.to_numeric(fam["sex"], errors="coerce")
+    bad = sex.isna() | ~sex.isin([0, 1, 2])
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"sex must be 0, 1 or 2, found {rows[i][4]!r}", path, i + 1)
+    fam["sex"] = sex.astype(np.int8)
+    trait = fam["trait"].replace({"-9": "nan", "NA": "nan", "na": "nan"})
+    num = pd.to_numeric(trait, errors="coerce")
+    fam["trait"] = num.astype(np.float64)
+    dup = fam.duplicated(subset=["fid", "iid"], keep=False)
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise InputError(
+            f"duplicate sample ID (FID {fam.fid[i]!r}, IID {fam.iid[i]!r}); sample IDs must be unique",
+            path,
+            i + 1,
+        )
+    return fam
+
+
+def read_bim(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a .bim file: one row per variant, columns ``chrom, snp, cm, pos, a1, a2``.
+
+    ``a1`` is column 5 (the counted allele), ``a2`` column 6. ``chrom`` stays a string
+    (``"1"``, ``"X"``, ``"MT"``); ``pos`` is int64 base pairs; ``cm`` float centimorgans.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found (expected the .bim of the fileset)", path)
+    rows = _split_rows(path, 6, ".bim")
+    bim = pd.DataFrame(rows, columns=BIM_COLUMNS)
+    for col, kind in (("cm", "a number (centimorgans)"), ("pos", "an integer base-pair position")):
+        num = pd.to_numeric(bim[col], errors="coerce")
+        bad = num.isna()
+        if col == "pos":
+            bad |= num.notna() & (num != np.floor(num.fillna(0)))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"column {BIM_COLUMNS.index(col) + 1} must be {kind}, found {rows[i][BIM_COLUMNS.index(col)]!r}", path, i + 1)
+        bim[col] = num.astype(np.int64 if col == "pos" else np.float64)
+    return bim
+
+
+def check_bed(path: str | os.PathLike, n_samples: int, n_variants: int) -> None:
+    """Check the .bed header (magic bytes, variant-major mode) and its size against the counts."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found (expected the .bed of the fileset)", path)
+    with open(path, "rb") as fh:
+        head = fh.read(BED_HEADER_BYTES)
+    if len(head) < BED_HEADER_BYTES or head[:2] != BED_MAGIC:
+        raise InputError(
+            "not a PLINK 1 .bed file: the first two bytes must be 0x6c 0x1b "
+            f"(found {head[:2].hex() or 'nothing'})",
+            path,
+        )
+    if head[2] != BED_VARIANT_MAJOR:
+        mode = "sample-major (the old PLINK 0.99 layout)" if head[2] == 0 else f"unknown ({head[2]:#04x})"
+        raise InputError(
+            f"the .bed is in {mode} mode; only variant-major .bed files are supported "
+            "(convert with plink --make-bed)",
+            path,
+        )
+    expected = BED_HEADER_BYTES + n_variants * bytes_per_variant(n_samples)
+    actual = path.stat().st_size
+    if actual != expected:
+        raise InputError(
+            f"size {actual} bytes does not match the .bim and .fam: {n_variants} variants x "
+            f"{bytes_per_variant(n_samples)} bytes ({n_samples} samples) + 3 = {expected} bytes",
+            path,
+        )
+
+
+@dataclass(frozen=True)
+class BedSource:
+    """Where a fileset's genotype bytes live: the .bed path and its dimensions.
+
+    Small and picklable: tasks carry this, not the data, and open the file themselves.
+    """
+
+    bed: str
+    n_samples: int
+    n_variants: int
+    size: int
+    mtime_ns: int
+
+    @property
+    def row_bytes(self) -> int:
+        return bytes_per_variant(self.n_samples)
+
+    def read_rows(self, variant_idx: np.ndarray) -> np.ndarray:
+        """Packed rows (len(variant_idx), row_bytes) uint8 of the given file variant indices."""
+        variant_idx = np.asarray(variant_idx, dtype=np.int64)
+        mm = np.memmap(self.bed, dtype=np.uint8, mode="r", offset=BED_HEADER_BYTES,
+                       shape=(self.n_variants, self.row_bytes))
+        if len(variant_idx) and np.all(np.diff(variant_idx) == 1):
+            # contiguous run: one sequential read instead of a gather
+            out = np.array(mm[variant_idx[0]: variant_idx[-1] + 1])
+        else:
+            out = mm[variant_idx]
+        del mm
+        return out
+
+    def __dask_tokenize__(self):
+        return ("gwaslift.BedSource", self.bed, self.n_samples, self.n_variants, self.size, self.mtime_ns)
+
+
+class _PackedProxy:
+    """Array-like view (variants x bytes) of the packed rows, for ``dask.array.from_array``."""
+
+    def __init__(self, source: BedSource, variant_idx: np.ndarray):
+        self.source = source
+        self.variant_idx = variant_idx
+        self.shape = (len(variant_idx), source.row_bytes)
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = 2
+
+    def __getitem__(self, key):
+        vkey, bkey = key
+        rows = self.source.read_rows(self.variant_idx[vkey])
+        return rows[:, bkey]
+
+    def __dask_tokenize__(self):
+        from dask.base import tokenize
+
+        return ("gwaslift.packed", tokenize(self.source), tokenize(self.variant_idx))
+
+
+class _DosageProxy:
+    """Array-like view (samples x variants, float32) decoding .bed rows on access."""
+
+    def __init__(self, source: BedSource, sample_idx: np.ndarray, variant_idx: np.ndarray):
+        self.source = source
+        self.sample_idx = sample_idx
+        self.variant_idx = variant_idx
+        self.all_samples = len(sample_idx) == source.n_samples and np.array_equal(
+            sample_idx, np.arange(source.n_samples)
+        )
+        self.shape = (len(sample_idx), len(variant_idx))
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+
+    def __getitem__(self, key):
+        skey, vkey = key
+        rows = self.source.read_rows(self.variant_idx[vkey])
+        if self.all_samples and skey == slice(None, None, None):
+            return decode_dosage(rows, self.source.n_samples)
+        return decode_dosage(rows, self.source.n_samples, self.sample_idx[skey])
+
+    def __dask_tokenize__(self):
+        from dask.base import tokenize
+
+        return ("gwaslift.dosage", tokenize(self.source), tokenize(self.sample_idx), tokenize(self.variant_idx))
+
+
+def default_variant_chunk(n_samples: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Variants per chunk so that one float32 dosage chunk is about ``chunk_bytes``."""
+    return int(max(1, min(65536, chunk_bytes // (4 * max(1, n_samples)))))
+
+
+@dataclass(frozen=True)
+class Genotypes:
+    """A lazily read PLINK fileset, possibly subset to some samples and variants.
+
+    Attributes
+    ----------
+    samples : DataFrame
+        One row per selected sample (``fid, iid, father, mother, sex, trait``), index 0..n-1.
+    variants : DataFrame
+        One row per selected variant (``chrom, snp, cm, pos, a1, a2``), index 0..m-1.
+        ``a1`` (.bim column 5) is the counted allele.
+    source : BedSource
+        The .bed behind the data.
+    sample_idx, variant_idx : int64 arrays
+        Positions of the selected samples / variants in the .fam / .bim files.
+    variant_chunk : int
+        Variants per Dask chunk of ``dosage`` and ``packed``. Results never depend on it.
+
+    Properties ``dosage`` (samples x variants float32, NaN missing, A1 counts) and
+    ``packed`` (variants x ceil(N_file / 4) uint8, the raw .bed rows over *all* samples of
+    the file; ``sample_idx`` says which of them are selected) are lazy Dask arrays.
+    """
+
+    samples: pd.DataFrame
+    variants: pd.DataFrame
+    source: BedSource
+    sample_idx: np.ndarray
+    variant_idx: np.ndarray
+    variant_chunk: int
+    prefix: str = ""
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.sample_idx)
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.variant_idx)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_samples, self.n_variants)
+
+    @property
+    def all_samples(self) -> bool:
+        """True when every sample of the file is selected, in file order (fast packed paths)."""
+        return self.n_samples == self.source.n_samples and bool(
+            np.array_equal(self.sample_idx, np.arange(self.source.n_samples))
+        )
+
+    @property
+    def dosage(self):
+        """Lazy Dask array (n_samples, n_variants) float32 of A1 dosages, NaN for missing."""
+        import dask.array as da
+
+        proxy = _DosageProxy(self.source, self.sample_idx, self.variant_idx)
+        return da.from_array(
+            proxy,
+            chunks=(self.n_samples, self.variant_chunk),
+            asarray=False,
+            lock=False,
+            fancy=False,
+            meta=np.empty((0, 0), np.float32),
+            name="dosage-" + _token(proxy),
+        )
+
+    @property
+    def packed(self):
+        """Lazy Dask array (n_variants, ceil(N_file / 4)) uint8 of raw .bed rows."""
+        import dask.array as da
+
+        proxy = _PackedProxy(self.source, self.variant_idx)
+        return da.from_array(
+            proxy,
+            chunks=(self.variant_chunk, self.source.row_bytes),
+            asarray=False,
+            lock=False,
+            fancy=False,
+            meta=np.empty((0, 0), np.uint8),
+            name="packed-" + _token(proxy),
+        )
+
+    def variant_blocks(self):
+        """Yield ``(start, stop)`` variant ranges of one chunk each (for explicit loops)."""
+        for start in range(0, self.n_variants, self.variant_chunk):
+            yield start, min(start + self.variant_chunk, self.n_variants)
+
+    def read_packed(self, start: int, stop: int) -> np.ndarray:
+        """Packed rows of selected variants ``start:stop`` (uint8, (stop-start, row_bytes))."""
+        return self.source.read_rows(self.variant_idx[start:stop])
+
+    def read_dosage(self, start: int, stop: int) -> np.ndarray:
+        """Dosages of selected variants ``start:stop`` for the selected samples, decoded now."""
+        rows = self.read_packed(start, stop)
+        idx = None if self.all_samples else self.sample_idx
+        return decode_dosage(rows, self.source.n_samples, idx)
+
+    def subset(self, samples=None, variants=None) -> "Genotypes":
+        """A lazy subset. ``samples``/``variants``: boolean masks or integer positions
+        (relative to this object, not the file), or ``None`` to keep all."""
+        s = self._positions(samples, self.n_samples, "samples")
+        v = self._positions(variants, self.n_variants, "variants")
+        return replace(
+            self,
+            samples=self.samples.iloc[s].reset_index(drop=True),
+            variants=self.variants.iloc[v].reset_index(drop=True),
+            sample_idx=self.sample_idx[s],
+            variant_idx=self.variant_idx[v],
+        )
+
+    def with_chunks(self, variant_chunk: int) -> "Genotypes":
+        """The same genotypes with another number of variants per chunk."""
+        if int(variant_chunk) < 1:
+            raise ValueError("variant_chunk must be >= 1")
+        return replace(self, variant_chunk=int(variant_chunk))
+
+    @staticmethod
+    def _positions(sel, n: int, what: str) -> np.ndarray:
+        if sel is None:
+            return np.arange(n)
+        sel = np.asarray(sel)
+        if sel.dtype == bool:
+            if sel.shape != (n,):
+                raise ValueError(f"boolean {what} mask has shape {sel.shape}, expected ({n},)")
+            return np.flatnonzero(sel)
+        sel = sel.astype(np.int64)
+        if sel.size and (sel.min() < -n or sel.max() >= n):
+            raise IndexError(f"{what} position out of range 0..{n - 1}")
+        return np.where(sel < 0, sel + n, sel)
+
+    def __repr__(self) -> str:
+        return f"Genotypes({self.prefix!r}: {self.n_samples} samples x {self.n_variants} variants)"
+
+
+def _token(obj) -> str:
+    from dask.base import tokenize
+
+    return tokenize(obj)
+
+
+def _strip_prefix(prefix: str | os.PathLike) -> Path:
+    p = Path(prefix)
+    if p.suffix in (".bed", ".bim", ".fam"):
+        return p.with_suffix("")
+    return p
+
+
+def read_plink(prefix: str | os.PathLike, *, variant_chunk: int | None = None) -> Genotypes:
+    """Open a PLINK 1 binary fileset lazily.
+
+    Parameters
+    ----------
+    prefix
+        Path prefix of ``prefix.bed``, ``prefix.bim``, ``prefix.fam`` (a path ending in one
+        of those suffixes is accepted too).
+    variant_chunk
+        Variants per Dask chunk; by default about 64 MiB of float32 dosages per chunk.
+
+    Returns
+    -------
+    Genotypes
+        See its docstring: ``dosage`` counts A1 (.bim column 5), NaN for missing.
+
+    Raises
+    ------
+    InputError
+        A missing file, malformed .bim/.fam rows, duplicate sample IDs, a .bed without the
+        PLINK magic bytes or in sample-major mode, or a .bed size that does not match.
+    """
+    base = _strip_prefix(prefix)
+    bed, bim, fam = (Path(f"{base}.{ext}") for ext in ("bed", "bim", "fam"))
+    for p in (bed, bim, fam):
+        if not p.is_file():
+            raise InputError(f"file not found (PLINK fileset {str(base)!r} needs .bed, .bim and .fam)", p)
+    samples = read_fam(fam)
+    variants = read_bim(bim)
+    check_bed(bed, len(samples), len(variants))
+    st = bed.stat()
+    source = BedSource(str(bed.resolve()), len(samples), len(variants), st.st_size, st.st_mtime_ns)
+    chunk = variant_chunk if variant_chunk is not None else default_variant_chunk(len(samples))
+    return Genotypes(
+        samples=samples,
+        variants=variants,
+        source=source,
+        sample_idx=np.arange(len(samples), dtype=np.int64),
+        variant_idx=np.arange(len(variants), dtype=np.int64),
+        variant_chunk=int(chunk),
+        prefix=str(base),
+    )
