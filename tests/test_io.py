@@ -1,0 +1,246 @@
+"""PLINK reading and writing, checked against plink2 and pandas-plink (independent readers)."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import gwaslift
+from gwaslift import InputError
+from gwaslift.io.packed import decode_dosage, encode_dosage, unpack_codes
+
+
+def plink2_dosage(plink2, bfile: Path, tmp: Path) -> np.ndarray:
+    """plink2 --export A counting the .bim column-5 allele (samples x variants, NaN missing)."""
+    bim = pd.read_csv(f"{bfile}.bim", sep=r"\s+", header=None)
+    bim[[1, 4]].to_csv(tmp / "a1.txt", sep="\t", header=False, index=False)
+    plink2("--bfile", bfile, "--export", "A", "--export-allele", tmp / "a1.txt", "--out", tmp / "raw")
+    raw = pd.read_csv(tmp / "raw.raw", sep=r"\s+")
+    # the header names the counted allele: it must be column 5 of the .bim
+    assert [c.rsplit("_", 1)[1] for c in raw.columns[6:]] == bim[4].astype(str).tolist()
+    return raw.iloc[:, 6:].to_numpy(dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def reference(dummy_bfile, plink2, tmp_path_factory):
+    return plink2_dosage(plink2, dummy_bfile, tmp_path_factory.mktemp("ref"))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_dosage_equals_plink2_export(dummy_bfile, reference, chunk):
+    g = gwaslift.read_plink(dummy_bfile, variant_chunk=chunk)
+    d = g.dosage.compute()
+    assert d.dtype == np.float32 and d.shape == reference.shape
+    assert np.isnan(d).sum() > 0, "the fixture must contain missing calls"
+    np.testing.assert_array_equal(d, reference.astype(np.float32))
+
+
+def test_dosage_equals_pandas_plink(dummy_bfile):
+    from pandas_plink import read_plink1_bin
+
+    g = gwaslift.read_plink(dummy_bfile)
+    ref = read_plink1_bin(f"{dummy_bfile}.bed", ref="a0", verbose=False).values  # a0 = .bim col 5
+    np.testing.assert_array_equal(g.dosage.compute(), ref)
+
+
+def test_metadata(dummy_bfile):
+    g = gwaslift.read_plink(str(dummy_bfile) + ".bed")  # a path with a suffix is accepted
+    assert list(g.samples.columns) == ["fid", "iid", "father", "mother", "sex", "trait"]
+    assert list(g.variants.columns) == ["chrom", "snp", "cm", "pos", "a1", "a2"]
+    bim = pd.read_csv(f"{dummy_bfile}.bim", sep=r"\s+", header=None, dtype=str)
+    assert g.variants.a1.tolist() == bim[4].tolist() and g.variants.a2.tolist() == bim[5].tolist()
+    assert g.variants.pos.dtype == np.int64
+    assert g.shape == (203, 120)
+    assert g.packed.shape == (120, (203 + 3) // 4) and g.packed.dtype == np.uint8
+
+
+def test_subset_is_lazy_and_correct(dummy_bfile, reference):
+    g = gwaslift.read_plink(dummy_bfile, variant_chunk=16)
+    rows = np.array([200, 3, 17, 4, 99])
+    cols = np.zeros(120, bool)
+    cols[[0, 5, 6, 7, 50, 119]] = True
+    s = g.subset(samples=rows, variants=cols)
+    assert s.samples.iid.tolist() == g.samples.iid.iloc[rows].tolist()
+    np.testing.assert_array_equal(s.dosage.compute(), reference[rows][:, cols].astype(np.float32))
+    # nested subsets compose
+    s2 = s.subset(samples=[4, 0], variants=[5, 1])
+    np.testing.assert_array_equal(s2.dosage.compute(), reference[rows[[4, 0]]][:, np.flatnonzero(cols)[[5, 1]]])
+    np.testing.assert_array_equal(s2.read_dosage(0, 2), s2.dosage.compute())
+
+
+def test_packed_rows_are_the_bed_bytes(dummy_bfile):
+    g = gwaslift.read_plink(dummy_bfile, variant_chunk=9)
+    raw = np.fromfile(f"{dummy_bfile}.bed", dtype=np.uint8)[3:].reshape(120, -1)
+    np.testing.assert_array_equal(g.packed.compute(), raw)
+    np.testing.assert_array_equal(g.subset(variants=[7, 2]).packed.compute(), raw[[7, 2]])
+
+
+def test_graph_is_small_and_picklable(dummy_bfile):
+    """Tasks carry a path, not the data: a distributed worker opens the file itself."""
+    g = gwaslift.read_plink(dummy_bfile, variant_chunk=10)
+    assert len(pickle.dumps(dict(g.dosage.__dask_graph__()))) < 20_000
+
+
+def test_encode_decode_roundtrip_property():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.integers(1, 13), st.integers(1, 5), st.integers(0, 2**32 - 1))
+    def check(n, m, seed):
+        rng = np.random.default_rng(seed)
+        d = rng.integers(0, 3, size=(n, m)).astype(np.float32)
+        d[rng.random((n, m)) < 0.2] = np.nan
+        packed = encode_dosage(d)
+        assert packed.shape == (m, (n + 3) // 4)
+        np.testing.assert_array_equal(decode_dosage(packed, n), d)
+        idx = rng.permutation(n)[: max(1, n // 2)]
+        np.testing.assert_array_equal(decode_dosage(packed, n, idx), d[idx])
+        assert unpack_codes(packed, n).shape == (m, n)
+
+    check()
+
+
+def test_written_files_read_by_plink2(tmp_path, plink2):
+    rng = np.random.default_rng(3)
+    n, m = 37, 23
+    d = rng.integers(0, 3, size=(n, m)).astype(np.float32)
+    d[rng.random((n, m)) < 0.05] = np.nan
+    samples = pd.DataFrame({"fid": [f"f{i}" for i in range(n)], "iid": [f"i{i}" for i in range(n)],
+                            "father": "0", "mother": "0", "sex": rng.integers(0, 3, n), "trait": rng.normal(size=n)})
+    variants = pd.DataFrame({"chrom": "2", "snp": [f"rs{j}" for j in range(m)], "cm": 0.0,
+                             "pos": np.arange(m) * 100 + 5, "a1": "A", "a2": "G"})
+    gwaslift.write_plink(tmp_path / "w", d, samples, variants)
+    np.testing.assert_array_equal(plink2_dosage(plink2, tmp_path / "w", tmp_path), d)
+    back = gwaslift.read_plink(tmp_path / "w")
+    np.testing.assert_allclose(back.samples.trait, samples.trait, rtol=1e-12)
+    assert back.samples.iid.tolist() == samples.iid.tolist()
+
+
+def test_write_subset_genotypes(dummy_bfile, reference, tmp_path):
+    g = gwaslift.read_plink(dummy_bfile, variant_chunk=13)
+    gwaslift.write_plink(tmp_path / "all", g)  # packed copy path
+    assert Path(f"{tmp_path}/all.bed").read_bytes() == Path(f"{dummy_bfile}.bed").read_bytes()
+    s = g.subset(samples=np.arange(0, 203, 2), variants=np.arange(0, 120, 3))
+    gwaslift.write_plink(tmp_path / "sub", s)
+    np.testing.assert_array_equal(gwaslift.read_plink(tmp_path / "sub").dosage.compute(),
+                                  reference[::2, ::3].astype(np.float32))
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    samples = pd.DataFrame({"iid": ["a", "b"]})
+    variants = pd.DataFrame({"chrom": "1", "snp": ["x", "y"], "cm": 0.0, "pos": [1, 2], "a1": "A", "a2": "C"})
+    with pytest.raises(ValueError):
+        gwaslift.write_plink(tmp_path / "bad", np.array([[0, 3], [1, 2]], float), samples, variants)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.fixture
+def fileset(dummy_bfile, tmp_path) -> Path:
+    for ext in ("bed", "bim", "fam"):
+        shutil.copy(f"{dummy_bfile}.{ext}", tmp_path / f"x.{ext}")
+    return tmp_path / "x"
+
+
+def expect_error(prefix, *fragments):
+    with pytest.raises(InputError) as info:
+        gwaslift.read_plink(prefix)
+    msg = str(info.value)
+    for f in fragments:
+        assert f in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize("ext", ["bed", "bim", "fam"])
+def test_missing_file(fileset, ext):
+    Path(f"{fileset}.{ext}").unlink()
+    expect_error(fileset, f"x.{ext}", "not found")
+
+
+def test_bad_magic(fileset):
+    bed = Path(f"{fileset}.bed")
+    data = bytearray(bed.read_bytes())
+    data[0] = 0x00
+    bed.write_bytes(bytes(data))
+    expect_error(fileset, "x.bed", "magic", "0x6c 0x1b")
+
+
+def test_sample_major_bed(fileset):
+    bed = Path(f"{fileset}.bed")
+    data = bytearray(bed.read_bytes())
+    data[2] = 0x00
+    bed.write_bytes(bytes(data))
+    expect_error(fileset, "x.bed", "sample-major")
+
+
+def test_bed_size_mismatch(fileset):
+    bed = Path(f"{fileset}.bed")
+    bed.write_bytes(bed.read_bytes()[:-5])
+    expect_error(fileset, "x.bed", "does not match", "120 variants")
+    # one variant too few in the .bim is also a size mismatch
+    bim = Path(f"{fileset}.bim")
+    lines = bim.read_text().splitlines()
+    bim.write_text("\n".join(lines[:-1]) + "\n")
+    bed.write_bytes(bed.read_bytes() + b"\x00" * 5)
+    expect_error(fileset, "x.bed", "119 variants")
+
+
+def test_malformed_bim_row(fileset):
+    bim = Path(f"{fileset}.bim")
+    lines = bim.read_text().splitlines()
+    lines[9] = "1 snpX 0 12345 A"  # five fields
+    bim.write_text("\n".join(lines) + "\n")
+    expect_error(fileset, "x.bim", "line 10", "6 whitespace-separated fields")
+
+
+def test_non_integer_position(fileset):
+    bim = Path(f"{fileset}.bim")
+    lines = bim.read_text().splitlines()
+    f = lines[4].split()
+    f[3] = "12.5"
+    lines[4] = "\t".join(f)
+    bim.write_text("\n".join(lines) + "\n")
+    expect_error(fileset, "x.bim", "line 5", "integer base-pair position")
+
+
+def test_malformed_fam_row(fileset):
+    fam = Path(f"{fileset}.fam")
+    lines = fam.read_text().splitlines()
+    lines[2] = lines[2] + " extra"
+    fam.write_text("\n".join(lines) + "\n")
+    expect_error(fileset, "x.fam", "line 3")
+
+
+def test_bad_sex_code(fileset):
+    fam = Path(f"{fileset}.fam")
+    lines = fam.read_text().splitlines()
+    f = lines[6].split()
+    f[4] = "M"
+    lines[6] = " ".join(f)
+    fam.write_text("\n".join(lines) + "\n")
+    expect_error(fileset, "x.fam", "line 7", "sex")
+
+
+def test_duplicate_sample_ids(fileset):
+    fam = Path(f"{fileset}.fam")
+    lines = fam.read_text().splitlines()
+    lines[10] = lines[3]
+    fam.write_text("\n".join(lines) + "\n")
+    expect_error(fileset, "x.fam", "duplicate sample ID", "line 4")
+
+
+def test_empty_fam(fileset):
+    Path(f"{fileset}.fam").write_text("")
+    expect_error(fileset, "x.fam", "no rows")
+
+
+def test_input_error_is_value_error():
+    assert issubclass(InputError, ValueError)
