@@ -10,14 +10,17 @@ import importlib
 
 from .errors import InputError
 from .io import Genotypes, read_plink, write_plink
+from .io.pheno import read_covar, read_pheno
+
+# ``gwaslift.qc`` names both the module gwaslift/qc.py and its function ``qc``. Importing the
+# module here, once, and binding the function afterwards makes ``gwaslift.qc(...)`` the
+# function for good: later ``import gwaslift.qc`` statements do not rebind the attribute.
+from .qc import qc  # noqa: E402
 
 __version__ = "0.1.0"
 
 # public name -> (module, attribute); loaded on first access
 _LAZY = {
-    "read_pheno": ("gwaslift.io.pheno", "read_pheno"),
-    "read_covar": ("gwaslift.io.pheno", "read_covar"),
-    "qc": ("gwaslift.qc", "qc"),
     "pca": ("gwaslift.structure", "pca"),
     "linear_gwas": ("gwaslift.assoc", "linear_gwas"),
     "genomic_inflation": ("gwaslift.assoc", "genomic_inflation"),
@@ -33,8 +36,6 @@ def __getattr__(name: str):
     if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)
-        # ``gwaslift.qc`` is both a module and a function: importing the module binds the
-        # module object on the package, so always (re)bind the public function here.
         globals()[name] = value
         return value
     if name in ("simulate", "plots", "deep", "attribution", "assoc", "structure", "pipeline"):
@@ -42,4 +43,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'gwaslift' has no attribute {name!r}")
 
 
-__all__ = ["Genotypes", "InputError", "read_plink", "write_plink", "__version__", *_LAZY]
+__all__ = ["Genotypes", "InputError", "qc", "read_covar", "read_pheno", "read_plink", "write_plink",
+           "__version__", *_LAZY]

@@ -1,0 +1,679 @@
+"""Phenotype and covariate files (PLINK style), aligned to the samples of a fileset.
+
+File format (what plink 1.9 / plink2 accept for ``--pheno`` / ``--covar``):
+
+* fields separated by whitespace; when the first line holds a tab, by single tabs, so that an
+  empty field (two tabs in a row) is a missing value;
+* a header ``FID IID name ...`` or ``#FID IID name ...``: samples are matched on the pair
+  (FID, IID); a column ``SID`` right after ``IID`` is ignored (plink2 .psam style);
+* a header ``#IID name ...`` (or ``IID name ...``): there is no FID column, so samples are
+  matched on IID alone, which must then be unique among the genotype samples;
+* no header: ``FID IID v1 v2 ...`` as plink 1 allowed; the value columns are named
+  ``PHENO1, PHENO2, ...`` (:func:`read_pheno`) or ``COVAR1, COVAR2, ...`` (:func:`read_covar`);
+* lines starting with ``##`` are comments and skipped, as are blank lines;
+* missing values: ``-9`` (any spelling whose number is -9, e.g. ``-9.0``), ``NA``, ``nan``
+  (any case) and the empty field. In the PLINK case/control coding 1/2, ``0`` is missing too.
+
+Alignment: the result has one row per sample of ``genotypes.samples`` in that order (index =
+``genotypes.samples.index``). Samples absent from the file get NaN and are listed in
+``.attrs["missing_ids"]`` (and counted in a warning); file rows that match no sample are
+ignored and counted in ``.attrs["n_unmatched_rows"]``. A file matching no sample at all, a
+duplicate ID, an unknown column, or a non-numeric phenotype value raises
+:class:`gwaslift.InputError` naming the file (and the line where there is one).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+#: Missing-value spellings (compared case-insensitively); numbers equal to -9 are missing too.
+MISSING_TOKENS = frozenset({"", "na", "nan", "-9"})
+
+
+class SampleIDs(tuple):
+    """Immutable tuple of ``(fid, iid)`` pairs kept in ``.attrs``.
+
+    pandas deep-copies ``.attrs`` on every operation on the Series/DataFrame; this tuple is
+    immutable, so the copy returns itself instead of copying every ID (which would make
+    arithmetic on a phenotype of a large cohort slow).
+    """
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
+
+@dataclass
+class _Table:
+    """A parsed file: IDs, value columns (strings), original line numbers."""
+
+    path: Path
+    fid: np.ndarray | None  # None when the header is #IID only
+    iid: np.ndarray
+    columns: list[str]
+    # one array per value column: float64 (every value a number; NaN = missing code, -9
+    # included; +-inf kept so that it can be reported) or object (some text: str tokens,
+    # None = missing code)
+    data: list[np.ndarray]
+    lines: np.ndarray  # (rows,) 1-based line numbers in the file
+
+
+# --------------------------------------------------------------------------------------------
+# parsing
+
+
+_IRREGULAR_LINE = re.compile(r"\n[ \t]*(?:\n|##|$)")  # a blank or comment line after the first
+
+
+def _parse(path: str | os.PathLike, default_prefix: str) -> _Table:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not a text file ({exc.reason})", path) from None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+
+    # the first line that is neither blank nor a ## comment, found without splitting the file
+    pos, first = 0, 0
+    while True:
+        if pos >= len(text):
+            raise InputError("the file holds no rows", path)
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        line = text[pos:end]
+        if line.strip() and not line.lstrip().startswith("##"):
+            break
+        pos, first = end + 1, first + 1
+    use_tabs = "\t" in line
+
+    def split(line: str) -> list[str]:
+        if use_tabs:
+            # strip spaces (not tabs) at the ends: a trailing empty field is a missing value
+            return [f.strip() for f in line.strip(" ").split("\t")]
+        return line.split()
+
+    head = split(line)
+    head_tokens = [h.lstrip("#") if j == 0 else h for j, h in enumerate(head)]
+    upper = [h.upper() for h in head_tokens]
+    has_header = head[0].startswith("#") or upper[:2] == ["FID", "IID"] or upper[:1] == ["IID"]
+    if has_header:
+        if upper[:2] == ["FID", "IID"]:
+            n_id = 2
+        elif upper[:1] == ["IID"]:
+            n_id = 1
+        else:
+            raise InputError(
+                f"the header must start with 'FID IID', '#FID IID' or '#IID', found {line.strip()[:80]!r}",
+                path,
+                first + 1,
+            )
+        n_skip = n_id + (1 if len(upper) > n_id and upper[n_id] == "SID" else 0)
+        columns = head_tokens[n_skip:]
+        body_start, body_line = end + 1, first + 1
+    else:
+        n_id, n_skip = 2, 2
+        if len(head) < 2:
+            raise InputError(
+                f"expected 'FID IID value ...' fields (no header line), found {line.strip()[:80]!r}",
+                path,
+                first + 1,
+            )
+        columns = [f"{default_prefix}{k}" for k in range(1, len(head) - 1)]
+        body_start, body_line = pos, first
+    width = len(head)
+    if not columns:
+        raise InputError("the file has ID columns but no value columns", path, first + 1)
+    if len(set(columns)) != len(columns):
+        name = next(c for c in columns if columns.count(c) > 1)
+        raise InputError(f"column name {name!r} appears twice in the header", path, first + 1)
+
+    body = text[body_start:].rstrip("\n")
+    del text
+    parsed = None
+    if body.strip() and not _IRREGULAR_LINE.search("\n" + body):
+        # the usual file: one data row per line from here on
+        n = body.count("\n") + 1
+        data_lines = np.arange(body_line, body_line + n, dtype=np.int64)
+        parsed = _read_fast(body, n, width, n_skip, use_tabs)
+    if parsed is None:
+        # exact path: splits line by line, skips blank and ## lines, names the first
+        # malformed line
+        rows, kept = [], []
+        for i, raw in enumerate(body.split("\n"), start=body_line):
+            if not raw.strip() or raw.lstrip().startswith("##"):
+                continue
+            fields = split(raw)
+            if len(fields) != width:
+                raise InputError(
+                    f"expected {width} fields (as in {'the header' if has_header else 'the first line'}), "
+                    f"found {len(fields)}: {raw.strip()[:80]!r}",
+                    path,
+                    i + 1,
+                )
+            rows.append(fields)
+            kept.append(i)
+        if not rows:
+            raise InputError("the file has a header but no data rows", path)
+        arr = np.array(rows, dtype=object)
+        ids = [arr[:, k] for k in range(n_skip)]
+        data = [_canonical(arr[:, k]) for k in range(n_skip, width)]
+        data_lines = np.asarray(kept, dtype=np.int64)
+    else:
+        ids, data = parsed
+    fid = ids[0] if n_id == 2 else None
+    iid = ids[n_id - 1]
+    return _Table(path, fid, iid, list(columns), data, data_lines + 1)
+
+
+def _case_variants(word: str) -> list[str]:
+    out = [""]
+    for ch in word:
+        out = [o + c for o in out for c in {ch.lower(), ch.upper()}]
+    return out
+
+
+#: what pandas' parser must read as NaN: the missing codes in any letter case
+_NA_SPELLINGS = sorted({"", "-9", *_case_variants("na"), *_case_variants("nan")})
+
+
+def _read_fast(body: str, n: int, width: int, n_skip: int, use_tabs: bool):
+    """The ``n`` data rows in ``body`` parsed by pandas' C parser:
+    ``(id columns as str arrays, value columns as in _Table)``.
+
+    Returns None whenever the result might differ from splitting line by line (a row with
+    another field count, spaces inside a tab-separated file, a parser complaint), so that
+    the caller's exact path takes over and reports the line.
+    """
+    import csv
+    import io
+
+    if use_tabs:
+        if " " in body or body.count("\t") != n * (width - 1):
+            return None
+    else:
+        # number of fields = number of non-blank runs (pandas would pad a short row silently)
+        b = np.frombuffer(("\n" + body).encode("utf-8"), dtype=np.uint8)
+        blank = (b == 32) | (b == 9) | (b == 10)
+        n_fields = int(np.count_nonzero(blank[:-1] & ~blank[1:]))
+        del b, blank
+        if n_fields != n * width:
+            return None
+    try:
+        df = pd.read_csv(
+            io.StringIO(body), sep="\t" if use_tabs else r"\s+", header=None, names=list(range(width)),
+            dtype={k: str for k in range(n_skip)}, keep_default_na=False,
+            na_values={k: _NA_SPELLINGS for k in range(n_skip, width)},
+            float_precision="round_trip",  # the same doubles as Python's float(token)
+            quoting=csv.QUOTE_NONE, skip_blank_lines=False, engine="c",
+        )
+    except (pd.errors.ParserError, ValueError):
+        return None
+    if df.shape != (n, width):
+        return None
+    ids = [df[k].to_numpy(dtype=object) for k in range(n_skip)]
+    data = []
+    for k in range(n_skip, width):
+        col = df[k]
+        if col.dtype.kind in "fiu":
+            v = col.to_numpy(dtype=np.float64)
+            v[v == -9] = np.nan
+            data.append(v)
+        else:
+            data.append(_canonical(col.to_numpy(dtype=object)))
+    return ids, data
+
+
+def _is_missing_token(t) -> bool:
+    if t is None or (isinstance(t, float) and math.isnan(t)):
+        return True
+    t = str(t)
+    if t.lower() in MISSING_TOKENS:
+        return True
+    try:
+        return float(t) == -9
+    except ValueError:
+        return False
+
+
+def _canonical(tokens: np.ndarray) -> np.ndarray:
+    """A value column from its tokens: float64 when every non-missing token is a number
+    (missing codes and -9 -> NaN), else object (str tokens, None for a missing code)."""
+    miss = np.fromiter((_is_missing_token(t) for t in tokens), dtype=bool, count=len(tokens))
+    out = np.full(len(tokens), np.nan)
+    try:
+        # via str: a value pandas inferred as bool ("True") stays text, as when split by hand
+        out[~miss] = [float(str(t)) for t in tokens[~miss]]
+    except ValueError:
+        obj = np.array([None if m else str(t) for t, m in zip(tokens, miss)], dtype=object)
+        return obj
+    out[out == -9] = np.nan
+    return out
+
+
+def _numeric(table: _Table, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """Values of column ``j``: float64 with NaN for missing, and a mask of bad entries
+    (text, or an infinite number; NaN in the values)."""
+    col = table.data[j]
+    if col.dtype.kind == "f":
+        bad = np.isinf(col)
+        return np.where(bad, np.nan, col), bad
+    num = np.full(len(col), np.nan)
+    bad = np.zeros(len(col), dtype=bool)
+    for i, t in enumerate(col):
+        if t is None:
+            continue
+        try:
+            v = float(t)
+        except ValueError:
+            bad[i] = True
+            continue
+        if math.isinf(v):
+            bad[i] = True
+        elif v != -9:
+            num[i] = v
+    return num, bad
+
+
+def _token(table: _Table, j: int, i: int) -> str:
+    """The text of row ``i`` column ``j`` as written (numbers re-formatted)."""
+    v = table.data[j][i]
+    return v if isinstance(v, str) else repr(float(v))
+
+
+# --------------------------------------------------------------------------------------------
+# alignment
+
+
+def _samples_of(genotypes) -> pd.DataFrame:
+    samples = getattr(genotypes, "samples", genotypes)
+    if not isinstance(samples, pd.DataFrame) or not {"fid", "iid"} <= set(samples.columns):
+        raise TypeError("genotypes must be a gwaslift.Genotypes or a DataFrame with fid and iid columns")
+    return samples
+
+
+def _align(table: _Table, samples: pd.DataFrame) -> tuple[np.ndarray, SampleIDs, int]:
+    """Row of the file for each sample (-1 when absent), the absent IDs, unmatched row count."""
+    path = table.path
+    if table.fid is not None:
+        keys = _pair_index(table.fid, table.iid)
+        what = "(FID, IID)"
+    else:
+        keys = pd.Index(table.iid.astype(str))
+        what = "IID"
+    dup = keys.duplicated()
+    if dup.any():
+        j = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero(keys == keys[j])[0])
+        key = (table.fid[j], table.iid[j]) if table.fid is not None else table.iid[j]
+        raise InputError(
+            f"duplicate sample {what} {key!r} (first on line {table.lines[first]}); each sample may appear once",
+            path,
+            int(table.lines[j]),
+        )
+    fam_fid = samples["fid"].astype(str).to_numpy()
+    fam_iid = samples["iid"].astype(str).to_numpy()
+    if table.fid is not None:
+        target = _pair_index(fam_fid, fam_iid)
+    else:
+        target = pd.Index(fam_iid)
+        if target.has_duplicates:
+            d = target[target.duplicated()][0]
+            raise InputError(
+                f"the file has an IID-only header (#IID) but IID {d!r} is shared by several "
+                "genotype samples (different FIDs); add an FID column to the file",
+                path,
+            )
+    rows = keys.get_indexer(target)
+    matched = rows >= 0
+    n_matched = int(matched.sum())
+    if n_matched == 0:
+        ex_file = keys[0].replace("\x00", " ")
+        ex_fam = target[0].replace("\x00", " ") if len(target) else None
+        raise InputError(
+            f"no row matches a genotype sample by {what} (file has {len(keys)} rows, e.g. "
+            f"{ex_file!r}; the genotypes have {len(target)} samples, e.g. {ex_fam!r})",
+            path,
+        )
+    absent = np.flatnonzero(~matched)
+    missing_ids = SampleIDs((fam_fid[i], fam_iid[i]) for i in absent)
+    n_unmatched = len(keys) - n_matched
+    if len(absent):
+        warnings.warn(
+            f"{path}: {len(absent)} of {len(target)} genotype samples are absent from the file "
+            f"and set to missing (e.g. FID {fam_fid[absent[0]]!r} IID {fam_iid[absent[0]]!r})",
+            stacklevel=3,
+        )
+    return rows, missing_ids, n_unmatched
+
+
+def _pair_index(fid: np.ndarray, iid: np.ndarray) -> pd.Index:
+    """One string key per (FID, IID) pair; NUL cannot occur in a text ID (much faster than a
+    MultiIndex for hundreds of thousands of samples)."""
+    return pd.Index(pd.Series(fid, dtype=object).astype(str) + "\x00" + pd.Series(iid, dtype=object).astype(str))
+
+
+def _take(col: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = np.full(len(rows), np.nan)
+    ok = rows >= 0
+    out[ok] = col[rows[ok]]
+    return out
+
+
+def _pick_column(table: _Table, column, kind: str) -> int:
+    if isinstance(column, (int, np.integer)) and not isinstance(column, bool):
+        # 1-based like plink's --mpheno
+        if not 1 <= column <= len(table.columns):
+            raise InputError(
+                f"{kind} column number {column} is out of range 1..{len(table.columns)} "
+                f"(available columns: {', '.join(table.columns)})",
+                table.path,
+            )
+        return int(column) - 1
+    if column not in table.columns:
+        raise InputError(
+            f"no {kind} column {column!r}; available columns: {', '.join(table.columns)}",
+            table.path,
+        )
+    return table.columns.index(column)
+
+
+# --------------------------------------------------------------------------------------------
+# case/control coding
+
+
+def code_binary(values: np.ndarray, binary: bool | None = None) -> tuple[np.ndarray, bool, str | None]:
+    """Recognise a PLINK case/control coding.
+
+    ``values`` is float with NaN missing. Rules (on the non-missing values):
+
+    * ``{0, 1}`` with a 0 present: 0 = control, 1 = case, kept as is (coding ``"0/1"``);
+    * values within ``{0, 1, 2}`` otherwise: PLINK 1/2 coding, 1 = control -> 0, 2 = case -> 1,
+      0 = missing -> NaN (coding ``"1/2"``); a warning is issued when zeros become missing
+      beside both 1 and 2;
+    * anything else: quantitative (coding ``None``).
+
+    ``binary=None`` calls a trait binary when its values fall within ``{0, 1, 2}`` and take
+    at least two distinct values; ``binary=True`` requires them within ``{0, 1, 2}`` (else
+    ``ValueError``); ``binary=False`` returns the values unchanged.
+
+    Returns ``(coded values float64, is_binary, coding)``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if binary is False:
+        return values, False, None
+    obs = np.unique(values[~np.isnan(values)])
+    within = bool(np.isin(obs, (0.0, 1.0, 2.0)).all())
+    if binary is None and not (within and len(obs) >= 2):
+        return values, False, None
+    if not within:
+        bad = obs[~np.isin(obs, (0.0, 1.0, 2.0))][:5]
+        raise ValueError(
+            f"a case/control trait must be coded 1/2 (0 or -9 missing) or 0/1; found values {bad.tolist()}"
+        )
+    if 0.0 in obs and 2.0 not in obs:
+        return values, True, "0/1"
+    out = values.copy()
+    if 0.0 in obs and 1.0 in obs and 2.0 in obs:
+        warnings.warn(
+            f"{int((values == 0).sum())} zeros beside 1/2 case/control codes are read as missing "
+            "(PLINK coding: 1 control, 2 case, 0 missing); pass binary=False for a quantitative trait",
+            stacklevel=3,
+        )
+    out[values == 0] = np.nan
+    out[values == 1] = 0.0
+    out[values == 2] = 1.0
+    return out, True, "1/2"
+
+
+# --------------------------------------------------------------------------------------------
+# public
+
+
+def read_pheno(path: str | os.PathLike, genotypes, column: str | int | None = None,
+               binary: bool | None = None) -> pd.Series:
+    """Read one phenotype from a PLINK-style file, aligned to ``genotypes.samples``.
+
+    Parameters
+    ----------
+    path
+        Phenotype file (see the module docstring for the accepted layouts).
+    genotypes
+        A :class:`gwaslift.Genotypes` (or its ``samples`` DataFrame with ``fid, iid``).
+    column
+        Column name, or its 1-based number among the value columns (like plink's
+        ``--mpheno``); ``None`` takes the first value column.
+    binary
+        ``None`` detects a case/control trait (see :func:`code_binary`); ``True`` requires one;
+        ``False`` reads the values as quantitative.
+
+    Returns
+    -------
+    Series
+        float64, length ``n_samples``, index = ``genotypes.samples.index``, name = the column.
+        Case/control traits are 0 (control) / 1 (case). NaN for missing values and for samples
+        absent from the file. ``.attrs``: ``path`` (str), ``missing_ids`` (tuple of
+        ``(fid, iid)`` of samples absent from the file), ``n_unmatched_rows`` (file rows
+        matching no sample, ignored), ``binary`` (bool), ``coding`` (``"1/2"``, ``"0/1"`` or
+        None), ``n_missing`` (NaN count in the result).
+
+    Raises
+    ------
+    InputError
+        Missing file, malformed rows, duplicate IDs (with the line), an unknown column (the
+        message lists the available ones), a non-numeric value (file, line and value), a file
+        matching no sample, or ``binary=True`` with values outside the case/control codes.
+    """
+    samples = _samples_of(genotypes)
+    table = _parse(path, "PHENO")
+    j = 0 if column is None else _pick_column(table, column, "phenotype")
+    name = table.columns[j]
+    num, bad = _numeric(table, j)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"phenotype {name!r} must be a finite number (or -9/NA/nan for missing), found {_token(table, j, k)!r}",
+            table.path,
+            int(table.lines[k]),
+        )
+    rows, missing_ids, n_unmatched = _align(table, samples)
+    values = _take(num, rows)
+    try:
+        values, is_binary, coding = code_binary(values, binary)
+    except ValueError as exc:
+        raise InputError(f"phenotype {name!r}: {exc}", table.path) from None
+    out = pd.Series(values, index=samples.index, name=name, dtype=np.float64)
+    out.attrs.update(path=str(table.path), missing_ids=missing_ids, n_unmatched_rows=n_unmatched,
+                     binary=is_binary, coding=coding, n_missing=int(np.isnan(values).sum()))
+    return out
+
+
+def _fmt_level(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def _natural_levels(levels: list[str]) -> list[str]:
+    """Sort category levels numerically when they all read as numbers, else as text."""
+    try:
+        return sorted(levels, key=float)
+    except ValueError:
+        return sorted(levels)
+
+
+def read_covar(path: str | os.PathLike, genotypes, columns: str | list[str] | None = None,
+               categorical: str | list[str] | None = None) -> pd.DataFrame:
+    """Read covariates from a PLINK-style file, aligned to ``genotypes.samples``.
+
+    Parameters
+    ----------
+    path
+        Covariate file (see the module docstring for the accepted layouts).
+    genotypes
+        A :class:`gwaslift.Genotypes` (or its ``samples`` DataFrame with ``fid, iid``).
+    columns
+        Names of the columns to keep (in this order); ``None`` keeps all.
+    categorical
+        Names of columns to treat as categorical even though they are numeric (e.g. a batch
+        number). Columns holding any non-numeric value are categorical anyway.
+
+    Returns
+    -------
+    DataFrame
+        float64 columns, one row per sample, index = ``genotypes.samples.index``. Numeric
+        columns keep their name. A categorical column ``c`` with levels ``l0 < l1 < ...``
+        (sorted numerically when all numeric, else as text) becomes one 0/1 indicator
+        column ``"c=l1"``, ``"c=l2"``, ... per level but the first (the reference, dropped
+        so that the columns are not collinear with the intercept); a missing value is NaN in
+        all of them. A categorical column with a single level adds no column (warning).
+        ``.attrs``: ``path``, ``missing_ids``, ``n_unmatched_rows`` (as in :func:`read_pheno`),
+        ``categorical`` (dict: column -> its levels, reference first), ``n_missing`` (rows
+        with any NaN).
+
+    Raises
+    ------
+    InputError
+        As :func:`read_pheno` (an unknown name in ``columns`` or ``categorical`` lists the
+        available columns).
+    """
+    samples = _samples_of(genotypes)
+    table = _parse(path, "COVAR")
+    if isinstance(columns, str):
+        columns = [columns]
+    if isinstance(categorical, str):
+        categorical = [categorical]
+    keep = list(range(len(table.columns))) if columns is None else [
+        _pick_column(table, c, "covariate") for c in columns]
+    cat_set = set()
+    for c in categorical or []:
+        cat_set.add(table.columns[_pick_column(table, c, "covariate")])
+    rows, missing_ids, n_unmatched = _align(table, samples)
+    ok = rows >= 0
+    data: dict[str, np.ndarray] = {}
+    levels_of: dict[str, list[str]] = {}
+    for j in keep:
+        name = table.columns[j]
+        col = table.data[j]
+        if col.dtype.kind == "f":
+            inf = np.flatnonzero(np.isinf(col))
+            if len(inf):
+                raise InputError(f"covariate {name!r} must be finite, found {_token(table, j, int(inf[0]))!r}",
+                                 table.path, int(table.lines[inf[0]]))
+            if name not in cat_set:
+                data[name] = _take(col, rows)
+                continue
+            # a number used as a category (batch 1, 2, 10): level names without a trailing .0
+            tokens = np.array([None if np.isnan(v) else _fmt_level(v) for v in col], dtype=object)
+        else:
+            tokens = col
+        # categorical: levels from the rows that match a sample (what the model will see)
+        aligned = np.full(len(rows), None, dtype=object)
+        aligned[ok] = tokens[rows[ok]]
+        is_missing = np.equal(aligned, None)
+        levels = _natural_levels([str(v) for v in pd.unique(aligned[~is_missing])])
+        levels_of[name] = levels
+        if len(levels) < 2:
+            warnings.warn(f"{table.path}: categorical covariate {name!r} has {len(levels)} level(s); "
+                          "it adds no column", stacklevel=2)
+        for lev in levels[1:]:
+            col = (aligned == lev).astype(np.float64)
+            col[is_missing] = np.nan
+            data[f"{name}={lev}"] = col
+    out = pd.DataFrame(data, index=samples.index, dtype=np.float64)
+    out.attrs.update(path=str(table.path), missing_ids=missing_ids, n_unmatched_rows=n_unmatched,
+                     categorical=levels_of, n_missing=int(out.isna().any(axis=1).sum()))
+    return out
+
+
+def as_phenotype(obj, genotypes, binary: bool | None = None, name: str | None = None) -> pd.Series:
+    """A phenotype aligned to ``genotypes.samples``, from a file or from memory.
+
+    ``obj`` may be:
+
+    * a path: read with :func:`read_pheno` (first column unless ``name`` is given);
+    * ``None``: the ``trait`` column of the .fam (PLINK's sixth column; missing already NaN);
+    * a Series indexed like ``genotypes.samples`` (same index, any order: reindexed), or indexed
+      by ``(fid, iid)`` pairs (a 2-level MultiIndex: aligned by ID, absent samples NaN);
+    * an array of length ``n_samples`` in sample order.
+
+    In-memory values are not scanned for -9 (use NaN), but case/control codes are recognised
+    as in :func:`code_binary`. A Series from :func:`read_pheno` passes through unchanged
+    (same values and ``.attrs``). Returns a float64 Series as :func:`read_pheno` does.
+    """
+    samples = _samples_of(genotypes)
+    if isinstance(obj, (str, os.PathLike)):
+        return read_pheno(obj, genotypes, column=name, binary=binary)
+    if obj is None:
+        obj = samples["trait"].rename(name or "trait")
+    if isinstance(obj, pd.Series) and isinstance(obj.attrs.get("binary"), bool) and "coding" in obj.attrs \
+            and obj.index.equals(samples.index) and binary in (None, obj.attrs["binary"]):
+        # already read and coded (read_pheno / as_phenotype): pass through
+        return obj.astype(np.float64)
+    if isinstance(obj, pd.DataFrame):
+        if obj.shape[1] != 1:
+            raise InputError(f"a phenotype must be one column; got a table with columns {list(obj.columns)}")
+        obj = obj.iloc[:, 0]
+    attrs = {}
+    missing_ids: tuple = SampleIDs()
+    if isinstance(obj, pd.Series):
+        label = name or (str(obj.name) if obj.name is not None else "phenotype")
+        if isinstance(obj.index, pd.MultiIndex) and obj.index.nlevels == 2:
+            target = pd.MultiIndex.from_arrays([samples["fid"].astype(str), samples["iid"].astype(str)])
+            src = pd.MultiIndex.from_arrays([obj.index.get_level_values(0).astype(str),
+                                             obj.index.get_level_values(1).astype(str)])
+            if src.has_duplicates:
+                raise InputError(f"phenotype {label!r}: duplicate (FID, IID) {src[src.duplicated()][0]!r}")
+            rows = src.get_indexer(target)
+            if (rows < 0).all():
+                raise InputError(f"phenotype {label!r}: no (FID, IID) matches a genotype sample")
+            vals = obj.to_numpy()
+            values = np.where(rows >= 0, vals[np.maximum(rows, 0)], np.nan)
+            absent = np.flatnonzero(rows < 0)
+            missing_ids = SampleIDs(zip(samples["fid"].to_numpy()[absent], samples["iid"].to_numpy()[absent]))
+            attrs["n_unmatched_rows"] = int(len(src) - (rows >= 0).sum())
+        else:
+            if obj.index.has_duplicates or not obj.index.sort_values().equals(samples.index.sort_values()):
+                raise InputError(
+                    f"phenotype {label!r}: a Series must be indexed like genotypes.samples "
+                    f"({len(samples)} rows) or by (fid, iid); got {len(obj)} rows")
+            values = obj.reindex(samples.index).to_numpy()
+            attrs["n_unmatched_rows"] = 0
+    else:
+        label = name or "phenotype"
+        values = np.asarray(obj)
+        if values.ndim != 1 or len(values) != len(samples):
+            raise InputError(
+                f"phenotype {label!r}: expected a 1-D array of {len(samples)} values (one per sample), "
+                f"got shape {values.shape}")
+        attrs["n_unmatched_rows"] = 0
+    try:
+        values = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"phenotype {label!r} must be numeric") from None
+    if np.isinf(values).any():
+        raise InputError(f"phenotype {label!r} holds infinite values")
+    try:
+        values, is_binary, coding = code_binary(values, binary)
+    except ValueError as exc:
+        raise InputError(f"phenotype {label!r}: {exc}") from None
+    out = pd.Series(values, index=samples.index, name=label, dtype=np.float64)
+    out.attrs.update(path=None, missing_ids=missing_ids, binary=is_binary, coding=coding,
+                     n_missing=int(np.isnan(values).sum()), **attrs)
+    return out
+
+
+__all__ = ["MISSING_TOKENS", "SampleIDs", "as_phenotype", "code_binary", "read_covar", "read_pheno"]

@@ -1,0 +1,769 @@
+"""Quality control: genotype counts, allele frequencies, call rates, HWE, filters, imputation.
+
+Everything here is computed from the packed 2-bit .bed bytes in one pass over the variant
+chunks of a :class:`~gwaslift.io.Genotypes`, never from decoded float dosages:
+
+* :func:`genotype_counts` -- per variant the number of hom-A1 / het / hom-A2 / missing calls
+  and per sample the number of missing calls (integers, so results are exactly the same
+  for any ``variant_chunk``);
+* :func:`allele_stats` / :func:`sample_missingness` / :func:`qc_stats` -- those counts
+  labelled as DataFrames (A1 = .bim column 5, the counted allele; ``a1_freq`` is the A1
+  frequency among observed alleles, as plink2 ``--freq`` ALT_FREQS when ALT = A1);
+* :func:`hwe_exact` -- the Hardy-Weinberg exact test of Wigginton, Cutler & Abecasis (2005),
+  as plink2 ``--hardy`` / ``--hwe`` compute it (two-sided, optional mid-p);
+* :func:`qc` -- the sample and variant filters in plink2's order;
+* :func:`impute_mean` -- the project's single imputation rule for missing dosages.
+
+All selected samples enter every statistic (plink2 restricts ``--freq``/``--hardy`` to
+founders unless ``--nonfounders`` is given; that makes no difference when the .fam lists
+no parents) and every chromosome is treated as diploid (no haploid chrX/chrY handling).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from ._util import progress_enabled
+from .io.packed import unpack_codes
+from .io.plink import Genotypes
+
+__all__ = [
+    "COUNT_COLUMNS", "GenotypeCounts", "allele_frequency", "allele_stats", "count_packed", "genotype_counts", "hwe_exact",
+    "impute_mean", "qc", "qc_stats", "sample_missingness",
+]
+
+#: Column order of the per-variant count matrix returned by the kernels.
+COUNT_COLUMNS = ("n_hom_a1", "n_het", "n_hom_a2", "n_missing")
+
+# Lane layout of the 16-bit lookup tables (one uint16 word = 8 samples' 2-bit codes):
+# per-variant table: het count in bits 0-15, hom-A2 in 16-31, missing in 32-47. A word adds
+# at most 8 to a lane, so up to 8191 words (65,528 samples) can be summed before a lane
+# could overflow into the next one.
+_VARIANT_LANE_WORDS = 8191
+# Missing calls per sample are summed in 4-bit nibbles over at most 15 variants at a time.
+_NIBBLE_ROWS = 15
+# Target size of one working buffer: about half of a core's L2 cache.
+_BUFFER_BYTES = 1 << 19
+
+
+@functools.lru_cache(maxsize=1)
+def _word_tables() -> np.ndarray:
+    """Per-variant lookup table: uint64 of length 65536, indexed by a little-endian uint16
+    word holding the 2-bit codes of 8 consecutive samples (code table in io.packed); entry =
+    het count | hom-A2 count << 16 | missing count << 32."""
+    w = np.arange(65536, dtype=np.uint32)
+    codes = (w[:, None] >> (2 * np.arange(8, dtype=np.uint32))) & 3  # (65536, 8)
+    het = (codes == 2).sum(1).astype(np.uint64)
+    hom_a2 = (codes == 3).sum(1).astype(np.uint64)
+    miss = (codes == 1).sum(1).astype(np.uint64)
+    return het | (hom_a2 << np.uint64(16)) | (miss << np.uint64(32))
+
+
+def _count_words(words: np.ndarray, var_out: np.ndarray) -> None:
+    """Add the per-variant counts of a (v, W) uint16 array of packed words into ``var_out``
+    ((v, 3) int64: het, hom-A2, missing). Codes in padding positions must be 0 (hom A1),
+    which adds to none of the three."""
+    v, n_words = words.shape
+    if v == 0 or n_words == 0:
+        return
+    variant_lut = _word_tables()
+    rows = int(max(1, _BUFFER_BYTES // (8 * n_words)))
+    buf = np.empty((min(rows, v), n_words), dtype=np.uint64)
+    segments = range(0, n_words, _VARIANT_LANE_WORDS)
+    # lane totals per variant and row segment; the lanes are split apart once at the end
+    tots = np.empty((v, len(segments)), dtype=np.uint64)
+    for r0 in range(0, v, rows):
+        blk = words[r0: r0 + rows]
+        g = buf[: blk.shape[0]]
+        np.take(variant_lut, blk, out=g, mode="clip")
+        # sum the lanes along the row in segments short enough that no lane overflows
+        for si, c0 in enumerate(segments):
+            np.sum(g[:, c0: c0 + _VARIANT_LANE_WORDS], axis=1, dtype=np.uint64,
+                   out=tots[r0: r0 + len(blk), si])
+    mask16 = np.uint64(0xFFFF)
+    for lane in range(3):
+        var_out[:, lane] += ((tots >> np.uint64(16 * lane)) & mask16).sum(axis=1, dtype=np.int64)
+
+
+def _missing_per_sample(packed: np.ndarray, out: np.ndarray) -> None:
+    """Add the missing-call count of each of the ``4 * nb`` samples packed in a (v, nb) uint8
+    array (all bytes full) into ``out`` ((4 * nb,) int64).
+
+    Bit trick instead of a table: ``m = x & ~(x >> 1)`` has bit 2k set exactly when sample k
+    of the byte is missing (code 01). ``m & 0x11`` and ``(m >> 2) & 0x11`` put two samples
+    each in the two nibbles of a byte; nibbles can be summed over 15 variants without
+    overflow, in uint8 (vectorised adds), before they are widened.
+    """
+    v, nb = packed.shape
+    if v == 0 or nb == 0:
+        return
+    group = _NIBBLE_ROWS
+    rows = group * int(max(1, min(17, _BUFFER_BYTES // (group * nb))))
+    rows = min(rows, group * -(-v // group))
+    m = np.empty((rows, nb), dtype=np.uint8)
+    part = np.empty((rows, nb), dtype=np.uint8)
+    acc = np.zeros((4, nb), dtype=np.int64)
+    for r0 in range(0, v, rows):
+        blk = packed[r0: r0 + rows]
+        r = len(blk)
+        mm, pp = m[:r], part[:r]
+        # in place (no temporaries): mm = blk & ~(blk >> 1)
+        np.right_shift(blk, np.uint8(1), out=mm)
+        np.invert(mm, out=mm)
+        np.bitwise_and(mm, blk, out=mm)
+        np.bitwise_and(mm, np.uint8(0x11), out=pp)  # samples 0 (low nibble) and 2 (high)
+        np.right_shift(mm, np.uint8(2), out=mm)
+        np.bitwise_and(mm, np.uint8(0x11), out=mm)  # samples 1 and 3
+        n_full = (r // group) * group
+        for lanes, arr in (((0, 2), pp), ((1, 3), mm)):
+            sums = [arr[:n_full].reshape(-1, group, nb).sum(axis=1, dtype=np.uint8)]
+            if n_full < r:
+                sums.append(arr[n_full:].sum(axis=0, dtype=np.uint8)[None, :])
+            for s in sums:
+                acc[lanes[0]] += (s & np.uint8(15)).sum(axis=0, dtype=np.int64)
+                acc[lanes[1]] += (s >> np.uint8(4)).sum(axis=0, dtype=np.int64)
+    out += acc.T.reshape(-1)
+
+
+def _pack_codes(codes: np.ndarray) -> np.ndarray:
+    """Pack (v, n) 2-bit codes (uint8) into (v, ceil(n / 8)) little-endian uint16 words, the
+    .bed layout, padding with code 0 (hom A1), which the per-variant lanes do not count."""
+    v, n = codes.shape
+    n_words = (n + 7) // 8
+    padded = np.zeros((v, n_words * 8), dtype=np.uint8)
+    padded[:, :n] = codes
+    padded = padded.reshape(v, n_words * 2, 4)
+    packed = padded[..., 0] | (padded[..., 1] << np.uint8(2))
+    packed |= padded[..., 2] << np.uint8(4)
+    packed |= padded[..., 3] << np.uint8(6)
+    return packed.view("<u2")
+
+
+def count_packed(packed: np.ndarray, n_samples: int, sample_idx: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Genotype counts of packed .bed rows, without decoding to floats.
+
+    Parameters
+    ----------
+    packed
+        uint8 array (n_variants, ceil(n_samples / 4)): raw .bed rows over all file samples.
+        The padding bits of each row's last byte may hold anything: they are ignored.
+    n_samples
+        Number of samples in the file.
+    sample_idx
+        int array of file sample indices to count, in the wanted order; ``None`` = all
+        samples in file order (the fast path: the bytes are read as 16-bit words directly).
+
+    Returns
+    -------
+    variant_counts : int64 array (n_variants, 4)
+        Columns :data:`COUNT_COLUMNS`: hom A1 (.bim column 5), het, hom A2, missing.
+    sample_missing : int64 array (n_selected,)
+        Missing calls per selected sample over these variants.
+    """
+    packed = np.asarray(packed, dtype=np.uint8)
+    v = packed.shape[0]
+    if sample_idx is not None:
+        sample_idx = np.asarray(sample_idx, dtype=np.int64)
+        n_sel = len(sample_idx)
+        keep = np.zeros(n_samples, dtype=bool)
+        keep[sample_idx] = True
+        if int(keep.sum()) == n_sel and n_sel > n_samples - n_sel:
+            # a large subset without repeats: count everyone on the fast path and subtract the
+            # (fewer) left-out samples -- integer counts, so this is exact
+            counts, samp = count_packed(packed, n_samples)
+            if n_sel < n_samples:
+                drop, _ = count_packed(packed, n_samples, np.flatnonzero(~keep))
+                counts = counts - drop
+            return counts, samp[sample_idx]
+        # small subset: gather the selected samples' codes (uint8), then re-pack them densely
+        words = _pack_codes(unpack_codes(packed, n_samples, sample_idx))
+        tail = None
+    else:
+        n_sel = int(n_samples)
+        full = n_sel // 8  # words holding 8 real samples each
+        main = packed[:, : 2 * full]
+        if main.strides[0] % 2 or main.ctypes.data % 2 or main.strides[-1] != 1:
+            # the uint16 view needs 2-byte aligned rows: copy an odd row stride away
+            main = np.ascontiguousarray(main)
+        words = main.view("<u2") if full else np.zeros((v, 0), "<u2")
+        tail = None
+        n_tail = n_sel - 8 * full
+        if n_tail:
+            # the last (partial) word: clear the padding bits, so stray bits count as nothing
+            lo = packed[:, 2 * full].astype(np.uint16)
+            hi = packed[:, 2 * full + 1].astype(np.uint16) if n_tail > 4 else np.zeros_like(lo)
+            valid = np.uint16((1 << (2 * n_tail)) - 1)
+            tail = ((lo | (hi << np.uint16(8))) & valid)[:, None]
+    var3 = np.zeros((v, 3), dtype=np.int64)
+    _count_words(words, var3)
+    samp = np.zeros(8 * words.shape[1], dtype=np.int64)
+    if words.shape[1]:
+        # '<u2' words viewed as bytes are the .bed byte order again (4 samples per byte)
+        _missing_per_sample(words.view(np.uint8), samp)
+    if tail is not None:
+        _count_words(tail, var3)
+        tail_codes = (tail >> (2 * np.arange(n_tail, dtype=np.uint16))) & np.uint16(3)
+        samp = np.concatenate([samp, (tail_codes == 1).sum(axis=0)])
+    counts = np.empty((v, 4), dtype=np.int64)
+    counts[:, 1:] = var3
+    counts[:, 0] = n_sel - var3.sum(axis=1)
+    return counts, samp[:n_sel]
+
+
+@dataclass(frozen=True)
+class GenotypeCounts:
+    """Result of one counting pass (see :func:`genotype_counts`).
+
+    variant : int64 array (n_variants, 4) -- hom A1, het, hom A2, missing (:data:`COUNT_COLUMNS`).
+    sample_missing : int64 array (n_samples,) -- missing calls per selected sample.
+    """
+
+    variant: np.ndarray
+    sample_missing: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.sample_missing)
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.variant)
+
+
+def _distributed_client():
+    """The default dask.distributed Client, or None (then dask's threaded scheduler runs)."""
+    try:
+        from distributed import default_client
+    except ImportError:  # distributed is optional
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def genotype_counts(genotypes: Genotypes, progress: bool | None = None) -> GenotypeCounts:
+    """Count genotypes of every variant and missing calls of every sample in ONE pass.
+
+    Builds one task per variant chunk of ``genotypes.packed`` and computes them with the
+    active Dask scheduler (threads by default, a ``dask.distributed`` Client when one is
+    the default). Counts are integers, so the result does not depend on ``variant_chunk``.
+    """
+    import dask
+
+    if not isinstance(genotypes, Genotypes):
+        raise TypeError(f"expected a gwaslift Genotypes, got {type(genotypes).__name__}")
+    n, m = genotypes.shape
+    if m == 0:
+        return GenotypeCounts(np.zeros((0, 4), np.int64), np.zeros(n, np.int64))
+    sample_idx = None if genotypes.all_samples else genotypes.sample_idx
+    # one key for the sample index array, referenced by every task (not copied into each)
+    idx = dask.delayed(sample_idx, pure=True) if sample_idx is not None else None
+    count = dask.delayed(count_packed, pure=True, nout=2)
+    parts = [count(blk, genotypes.source.n_samples, idx) for blk in genotypes.packed.to_delayed().ravel()]
+    variant = dask.delayed(np.concatenate, pure=True)([p[0] for p in parts], axis=0)
+    # per-sample counts: a tree of sums, so only a few n-vectors are alive at a time
+    sample = [p[1] for p in parts]
+    add = dask.delayed(_sum_arrays, pure=True)
+    while len(sample) > 1:
+        sample = [add(*sample[i: i + _FAN_IN]) for i in range(0, len(sample), _FAN_IN)]
+    if _distributed_client() is None and progress_enabled(progress):
+        with _tqdm_callback("QC counts"):
+            variant, sample_missing = dask.compute(variant, sample[0])
+    else:
+        variant, sample_missing = dask.compute(variant, sample[0])
+    return GenotypeCounts(variant, sample_missing)
+
+
+_FAN_IN = 8
+
+
+def _sum_arrays(*arrays: np.ndarray) -> np.ndarray:
+    """Elementwise sum of equally shaped arrays (a node of the per-sample reduction tree)."""
+    total = arrays[0].copy()
+    for a in arrays[1:]:
+        total += a
+    return total
+
+
+def _tqdm_callback(desc: str):
+    """A Dask local-scheduler callback showing a tqdm bar of finished tasks on stderr."""
+    from dask.callbacks import Callback
+    from tqdm.auto import tqdm
+
+    class _Bar(Callback):
+        def _start_state(self, dsk, state):
+            total = sum(len(state[k]) for k in ("ready", "waiting"))
+            self._bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
+
+        def _posttask(self, key, result, dsk, state, worker_id):
+            self._bar.update(1)
+
+        def _finish(self, dsk, state, errored):
+            self._bar.close()
+
+    return _Bar()
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def allele_frequency(counts: np.ndarray) -> np.ndarray:
+    """A1 frequency among observed alleles from (v, 4) counts; NaN where nothing is observed."""
+    counts = np.asarray(counts)
+    n_obs = counts[:, :3].sum(axis=1)
+    a1 = 2 * counts[:, 0] + counts[:, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_obs > 0, a1 / np.maximum(2 * n_obs, 1), np.nan)
+
+
+def _log_het_norm(n, n_rare):
+    """log of the constant n! n_rare! (2n - n_rare)! / (2n)! of :func:`_log_het_prob`."""
+    from scipy.special import gammaln
+
+    return gammaln(n + 1.0) + gammaln(n_rare + 1.0) + gammaln(2 * n - n_rare + 1.0) - gammaln(2 * n + 1.0)
+
+
+def _log_het_prob(k, n, n_rare, h0, norm):
+    """log P(het = h0 + 2k | n individuals, n_rare copies of the rarer allele), normalised:
+    P(h) = 2^h n! n_rare! (2n - n_rare)! / (hom_rare! h! hom_common! (2n)!); ``norm`` is
+    :func:`_log_het_norm` (n, n_rare)."""
+    from scipy.special import gammaln
+
+    h = h0 + 2 * k
+    hom_r = (n_rare - h) // 2
+    hom_c = n - h - hom_r
+    return norm + h * _LN2 - gammaln(hom_r + 1.0) - gammaln(h + 1.0) - gammaln(hom_c + 1.0)
+
+
+def _first_true(pred, lo, hi):
+    """Vectorised binary search: per element, the first k in [lo, hi) where the monotone
+    ``pred(k, sel)`` (false ... true) holds, or hi if none; pred is never called at hi."""
+    lo = lo.copy()
+    hi = hi.copy()
+    while True:
+        active = np.flatnonzero(lo < hi)
+        if len(active) == 0:
+            return lo
+        mid = (lo[active] + hi[active]) // 2
+        p = pred(mid, active)
+        hi[active] = np.where(p, mid, hi[active])
+        lo[active] = np.where(p, lo[active], mid + 1)
+
+
+_LN2 = float(np.log(2.0))
+
+# Tail terms more than exp(-_HWE_WINDOW) below the observed probability are left out: there
+# are at most n of them, so together they change the p-value by < n * 4e-18 relative.
+_HWE_WINDOW = 40.0
+# Heterozygote counts whose probability is within this relative distance of the observed
+# one count as equally likely (in the tail), so that exact ties are not lost to rounding.
+_HWE_TIE = 1e-7
+# Sum the central part (p = 1 - central) instead of the tails only when p >= P(observed)
+# >= this: the normalising constant is good to ~1e-12 relative, so 1 - central keeps p to
+# better than 1e-9 relative.
+_HWE_CENTRAL_MIN_P = 1e-3
+_HWE_BATCH_TERMS = 1 << 21
+
+
+def _sum_ranges(lp, size, var, start, stop, bound, below):
+    """Per variant: sum of exp(lp(k)) over the ranges [start, stop] (inclusive; empty when
+    stop < start) of the variants ``var``, counting only terms with lp <= bound (below=True)
+    or lp > bound (below=False); returns an array of ``size`` (zero elsewhere). ``var`` holds
+    distinct indices. Ranges are evaluated flattened, in batches of bounded size."""
+    out = np.zeros(size)
+    lens = np.maximum(stop - start + 1, 0)
+    keep = lens > 0
+    var, start, lens, bound = var[keep], start[keep], lens[keep], bound[keep]
+    i = 0
+    while i < len(var):
+        cum = np.cumsum(lens[i:])
+        j = i + max(1, int(np.searchsorted(cum, _HWE_BATCH_TERMS, side="right")))
+        ln = lens[i:j]
+        rep = np.repeat(np.arange(i, j), ln)
+        offs = np.arange(ln.sum()) - np.repeat(np.cumsum(ln) - ln, ln)
+        f = lp(start[rep] + offs, var[rep])
+        ok = (f <= bound[rep]) if below else (f > bound[rep])
+        terms = np.where(ok, np.exp(np.minimum(f, 0.0)), 0.0)
+        out[var[i:j]] += np.add.reduceat(terms, np.cumsum(ln) - ln)
+        i = j
+    return out
+
+
+def hwe_exact(n_hom_a1, n_het, n_hom_a2, midp: bool = False) -> np.ndarray:
+    """Hardy-Weinberg exact test p-values (Wigginton, Cutler & Abecasis 2005), vectorised.
+
+    The p-value is the total probability, given the number of individuals and allele
+    counts, of all heterozygote counts no more likely than the observed one (two-sided, as
+    plink2 ``--hardy`` P). With ``midp=True`` the counts exactly as likely as the observed
+    one count half (plink2 ``--hardy midp``).
+
+    Parameters are int arrays of equal length (genotype counts per variant). Returns float64
+    p-values; NaN where no genotype is observed, 1.0 (mid-p: 0.5) for monomorphic variants,
+    as plink2 reports them. P-values
+    below about 1e-300 lose precision and may underflow to 0.
+
+    The distribution of the heterozygote count is log-concave, so the terms no more likely
+    than the observed one form two tails, found by binary search; only the tail terms within
+    a factor exp(-40) of the observed probability are summed (or, for large p, the central
+    terms, p = 1 - central), so the cost per variant is small and independent of n for
+    strong departures from HWE.
+    """
+    hom1 = np.asarray(n_hom_a1, dtype=np.int64).ravel()
+    het = np.asarray(n_het, dtype=np.int64).ravel()
+    hom2 = np.asarray(n_hom_a2, dtype=np.int64).ravel()
+    if not (hom1.shape == het.shape == hom2.shape):
+        raise ValueError("hwe_exact: the three count arrays must have the same length")
+    if (hom1 < 0).any() or (het < 0).any() or (hom2 < 0).any():
+        raise ValueError("hwe_exact: genotype counts must be non-negative")
+    n = hom1 + het + hom2
+    n_rare = np.minimum(2 * hom1 + het, 2 * hom2 + het)
+    p = np.full(len(n), np.nan)
+    # monomorphic: the observed count is the only possible one (mid-p: half of it)
+    p[(n > 0) & (n_rare == 0)] = 0.5 if midp else 1.0
+    todo = np.flatnonzero(n_rare > 0)
+    if len(todo) == 0:
+        return p
+    n, n_rare, het = n[todo], n_rare[todo], het[todo]
+    h0 = n_rare % 2
+    k_end = (n_rare - h0) // 2 + 1  # k runs over [0, k_end)
+    k_obs = (het - h0) // 2
+    nv = len(n)
+    everyone = np.arange(nv)
+
+    norm = _log_het_norm(n, n_rare)
+
+    def lp(k, sel):
+        return _log_het_prob(k, n[sel], n_rare[sel], h0[sel], norm[sel])
+
+    # mode: the first k where P(k+1) / P(k) = 4 hom_r hom_c / ((h+1)(h+2)) drops below 1
+    def falling(k, sel):
+        h = h0[sel] + 2 * k
+        hom_r = (n_rare[sel] - h) // 2
+        hom_c = n[sel] - h - hom_r
+        return 4.0 * hom_r * hom_c < (h + 1.0) * (h + 2.0)
+
+    zeros = np.zeros(nv, dtype=np.int64)
+    k_mode = _first_true(falling, zeros, k_end - 1)
+    f_obs = lp(k_obs, everyone)
+    tie = f_obs + _HWE_TIE
+    cut = f_obs - _HWE_WINDOW
+    left = k_obs <= k_mode  # observed on the rising side (or at the mode)
+    # the tail on the other side of the mode starts where P drops back to <= P(observed)
+    # (the mode itself belongs to it when it ties with the observed count)
+    right_start = np.where(left, _first_true(lambda k, s: lp(k, s) <= tie[s],
+                                             k_mode + (k_obs == k_mode), k_end), k_obs)
+    left_stop = np.where(left, k_obs, _first_true(lambda k, s: lp(k, s) > tie[s], zeros, k_mode + 1) - 1)
+    # tails truncated where their terms fall below exp(-_HWE_WINDOW) * P(observed)
+    left_from = _first_true(lambda k, s: lp(k, s) >= cut[s], zeros, np.maximum(left_stop, 0))
+    right_to = _first_true(lambda k, s: lp(k, s) < cut[s], right_start, k_end) - 1
+    n_tail_terms = np.maximum(left_stop - left_from + 1, 0) + np.maximum(right_to - right_start + 1, 0)
+    n_central = right_start - left_stop - 1
+    central = (n_central < n_tail_terms) & (f_obs >= np.log(_HWE_CENTRAL_MIN_P))
+
+    out = np.empty(nv)
+    c = np.flatnonzero(central)
+    t = np.flatnonzero(~central)
+    if len(c):
+        mass = _sum_ranges(lp, nv, c, left_stop[c] + 1, right_start[c] - 1, tie[c], below=False)
+        out[c] = 1.0 - mass[c]
+    if len(t):
+        tails = (_sum_ranges(lp, nv, t, left_from[t], left_stop[t], tie[t], below=True)
+                 + _sum_ranges(lp, nv, t, right_start[t], right_to[t], tie[t], below=True))
+        out[t] = tails[t]
+    if midp:
+        # mid-p halves every count as likely as the observed one; by log-concavity at most one
+        # other count ties with it: a neighbour (a flat mode) or the other tail's first term
+        other = np.where(left, right_start, left_stop)
+        n_ties = np.ones(nv)
+        for k in (k_obs - 1, k_obs + 1, other):
+            ok = (k >= 0) & (k < k_end) & (k != k_obs)
+            kk = np.where(ok, k, k_obs)
+            ok &= np.abs(lp(kk, everyone) - f_obs) <= _HWE_TIE
+            n_ties = np.where(ok, 2.0, n_ties)
+        out = out - 0.5 * n_ties * np.exp(f_obs)
+    p[todo] = np.clip(out, 0.0, 1.0)
+    return p
+
+
+def _variant_table(genotypes: Genotypes, counts: np.ndarray, hwe: bool, midp: bool) -> pd.DataFrame:
+    v = genotypes.variants
+    n_obs = counts[:, :3].sum(axis=1)
+    n = genotypes.n_samples
+    freq = allele_frequency(counts)
+    df = pd.DataFrame({
+        "chrom": v["chrom"].to_numpy(),
+        "pos": v["pos"].to_numpy(),
+        "snp": v["snp"].to_numpy(),
+        "a1": v["a1"].to_numpy(),
+        "a2": v["a2"].to_numpy(),
+        "a1_freq": freq,
+        "maf": np.minimum(freq, 1.0 - freq),
+        "n_obs": n_obs,
+        "n_missing": counts[:, 3],
+        "call_rate": n_obs / n if n else np.full(len(counts), np.nan),
+        "n_hom_a1": counts[:, 0],
+        "n_het": counts[:, 1],
+        "n_hom_a2": counts[:, 2],
+    })
+    if hwe:
+        df["hwe_p"] = hwe_exact(counts[:, 0], counts[:, 1], counts[:, 2], midp=midp)
+    return df
+
+
+def _sample_table(genotypes: Genotypes, sample_missing: np.ndarray) -> pd.DataFrame:
+    m = genotypes.n_variants
+    s = genotypes.samples
+    miss = np.asarray(sample_missing, dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = miss / m if m else np.full(len(miss), np.nan)
+    return pd.DataFrame({
+        "fid": s["fid"].to_numpy(),
+        "iid": s["iid"].to_numpy(),
+        "n_missing": miss,
+        "n_variants": np.full(len(miss), m, dtype=np.int64),
+        "missing_frac": frac,
+        "call_rate": 1.0 - frac,
+    })
+
+
+def _check_counts(genotypes: Genotypes, counts: GenotypeCounts | None, progress) -> GenotypeCounts:
+    if counts is None:
+        return genotype_counts(genotypes, progress=progress)
+    if counts.variant.shape != (genotypes.n_variants, 4) or counts.n_samples != genotypes.n_samples:
+        raise ValueError(
+            f"counts are for {counts.n_samples} samples x {counts.n_variants} variants, "
+            f"genotypes are {genotypes.n_samples} x {genotypes.n_variants}"
+        )
+    return counts
+
+
+def allele_stats(genotypes: Genotypes, *, hwe: bool = False, midp: bool = False,
+                 counts: GenotypeCounts | None = None, progress: bool | None = None) -> pd.DataFrame:
+    """Per-variant allele frequencies, call rates and genotype counts.
+
+    Returns one row per variant of ``genotypes``: ``chrom, pos, snp, a1, a2`` (A1 = .bim
+    column 5, the counted allele), ``a1_freq`` (A1 frequency among observed alleles; NaN if
+    none is observed), ``maf``, ``n_obs`` (samples with a call), ``n_missing``, ``call_rate``
+    (n_obs / n_samples), ``n_hom_a1, n_het, n_hom_a2`` and, with ``hwe=True``, ``hwe_p``
+    (:func:`hwe_exact`). ``counts`` reuses a :func:`genotype_counts` result instead of
+    reading the genotypes again.
+    """
+    counts = _check_counts(genotypes, counts, progress)
+    return _variant_table(genotypes, counts.variant, hwe, midp)
+
+
+def sample_missingness(genotypes: Genotypes, *, counts: GenotypeCounts | None = None,
+                       progress: bool | None = None) -> pd.DataFrame:
+    """Per-sample missing calls: ``fid, iid, n_missing, n_variants, missing_frac, call_rate``
+    (as plink2 ``--missing`` .smiss MISSING_CT, OBS_CT, F_MISS)."""
+    counts = _check_counts(genotypes, counts, progress)
+    return _sample_table(genotypes, counts.sample_missing)
+
+
+def qc_stats(genotypes: Genotypes, *, hwe: bool = False, midp: bool = False,
+             progress: bool | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`allele_stats` and :func:`sample_missingness` from a single pass."""
+    counts = genotype_counts(genotypes, progress=progress)
+    return (_variant_table(genotypes, counts.variant, hwe, midp),
+            _sample_table(genotypes, counts.sample_missing))
+
+
+# ----------------------------------------------------------------------------- filters
+
+#: Relative slack on thresholds, so that a fraction equal to the threshold in decimal
+#: (e.g. 2 missing of 100 with geno=0.02) is kept despite binary rounding.
+_EPS = 1e-9
+
+REPORT_COLUMNS = ["kind", "index", "fid", "id", "reason", "value", "threshold"]
+
+
+def _check_threshold(name: str, value, upper: float = 1.0):
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"qc: {name} must be a number or None, got {value!r}") from None
+    if not (0.0 <= value <= upper):
+        raise ValueError(f"qc: {name} must lie in [0, {upper}], got {value}")
+    return value
+
+
+def qc(genotypes: Genotypes, maf: float | None = 0.01, geno: float | None = 0.01,
+       mind: float | None = 0.02, hwe: float | None = None, *, midp: bool = False,
+       progress: bool | None = None) -> tuple[Genotypes, pd.DataFrame]:
+    """Filter samples and variants as plink2 ``--mind --geno --hwe --maf`` would.
+
+    Order (plink2's): samples with a missing-call fraction > ``mind`` are removed first;
+    the variant statistics are then taken over the kept samples, and variants are removed
+    whose missing fraction > ``geno``, whose HWE exact p-value < ``hwe``
+    (:func:`hwe_exact`, mid-p with ``midp=True``), or whose minor allele frequency <
+    ``maf``. Variants without an observed copy of both alleles (monomorphic, or nothing
+    observed) are always removed. A threshold of ``None`` disables that filter.
+
+    Returns
+    -------
+    filtered : Genotypes
+        A lazy subset of ``genotypes`` (nothing decoded); ``meta["qc"]`` holds the
+        thresholds and counts removed.
+    report : DataFrame
+        One row per removed sample or variant: ``kind`` ("sample" or "variant"), ``index``
+        (position in the input ``genotypes``), ``fid`` (samples; "" for variants), ``id``
+        (IID or variant ID), ``reason`` (the first failing filter in the order above:
+        mind, geno, hwe, maf, monomorphic), ``value`` (the statistic that failed: missing
+        fraction, HWE p, MAF, A1 frequency) and ``threshold`` (NaN for monomorphic).
+    """
+    if not isinstance(genotypes, Genotypes):
+        raise TypeError(f"qc expects a gwaslift Genotypes, got {type(genotypes).__name__}")
+    maf = _check_threshold("maf", maf, 0.5)
+    geno = _check_threshold("geno", geno)
+    mind = _check_threshold("mind", mind)
+    hwe = _check_threshold("hwe", hwe)
+    n, m = genotypes.shape
+
+    counts = genotype_counts(genotypes, progress=progress)
+    # --mind
+    keep_s = np.ones(n, dtype=bool)
+    sample_rows = pd.DataFrame(columns=REPORT_COLUMNS)
+    if mind is not None and m > 0:
+        bad = counts.sample_missing > mind * m * (1 + _EPS)
+        keep_s = ~bad
+        i = np.flatnonzero(bad)
+        sample_rows = pd.DataFrame({
+            "kind": "sample", "index": i, "fid": genotypes.samples["fid"].to_numpy()[i],
+            "id": genotypes.samples["iid"].to_numpy()[i], "reason": "mind",
+            "value": counts.sample_missing[i] / m, "threshold": mind,
+        }, columns=REPORT_COLUMNS)
+    variant = counts.variant
+    if not keep_s.all():
+        # the variant statistics on the kept samples: subtract the removed samples' counts
+        # when they are the minority (a cheaper pass), else recount the kept ones
+        if (~keep_s).sum() <= keep_s.sum():
+            variant = variant - genotype_counts(genotypes.subset(samples=~keep_s), progress=progress).variant
+        else:
+            variant = genotype_counts(genotypes.subset(samples=keep_s), progress=progress).variant
+    n_kept = int(keep_s.sum())
+
+    n_obs = variant[:, :3].sum(axis=1)
+    freq = allele_frequency(variant)
+    minor = np.minimum(2 * variant[:, 0] + variant[:, 1], 2 * variant[:, 2] + variant[:, 1])
+    failed = np.zeros(m, dtype=bool)
+    reason = np.empty(m, dtype=object)
+    value = np.full(m, np.nan)
+    threshold = np.full(m, np.nan)
+
+    def mark(mask, name, val, thr):
+        new = mask & ~failed
+        reason[new] = name
+        value[new] = val[new]
+        threshold[new] = thr
+        failed[:] |= new
+
+    if geno is not None:
+        mark(variant[:, 3] > geno * n_kept * (1 + _EPS), "geno",
+             variant[:, 3] / max(n_kept, 1), geno)
+    if hwe is not None:
+        p = hwe_exact(variant[:, 0], variant[:, 1], variant[:, 2], midp=midp)
+        mark(p < hwe * (1 - _EPS), "hwe", p, hwe)
+    if maf is not None:
+        mark((n_obs > 0) & (minor < maf * 2 * n_obs * (1 - _EPS)), "maf",
+             np.minimum(freq, 1 - freq), maf)
+    mark(minor == 0, "monomorphic", freq, np.nan)
+
+    j = np.flatnonzero(failed)
+    variant_rows = pd.DataFrame({
+        "kind": "variant", "index": j, "fid": "", "id": genotypes.variants["snp"].to_numpy()[j],
+        "reason": reason[j], "value": value[j], "threshold": threshold[j],
+    }, columns=REPORT_COLUMNS)
+    parts = [df for df in (sample_rows, variant_rows) if len(df)]
+    report = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=REPORT_COLUMNS)
+    for col in ("kind", "fid", "id", "reason"):
+        report[col] = report[col].astype(object)
+    report["index"] = report["index"].astype(np.int64)
+    report["value"] = report["value"].astype(np.float64)
+    report["threshold"] = report["threshold"].astype(np.float64)
+
+    out = genotypes.subset(samples=keep_s, variants=~failed)
+    summary = {
+        "maf": maf, "geno": geno, "mind": mind, "hwe": hwe, "midp": midp,
+        "n_samples_in": n, "n_variants_in": m,
+        "n_samples_removed": int(n - n_kept), "n_variants_removed": int(failed.sum()),
+    }
+    out = replace(out, meta={**genotypes.meta, "qc": summary})
+    return out, report
+
+
+# ----------------------------------------------------------------------------- imputation
+
+def impute_mean(dosage, a1_freq=None):
+    """THE imputation rule of gwaslift: a missing dosage becomes the mean observed dosage.
+
+    For variant j the mean of the observed A1 dosages is ``2 * a1_freq[j]`` (``a1_freq`` =
+    A1 frequency among the observed calls of the same samples, as in :func:`allele_stats`),
+    so every NaN in column j is replaced by ``2 * a1_freq[j]``. Every module that needs
+    complete dosages (PCA, association, the deep model, DeepLIFT references) calls this
+    function and applies no other rule.
+
+    Parameters
+    ----------
+    dosage
+        float array (n_samples, n_variants) of A1 dosages with NaN for missing: numpy, or a
+        Dask array (then the result is a lazy Dask array too).
+    a1_freq
+        float array (n_variants,) of A1 frequencies; ``None`` takes them from the observed
+        values of ``dosage`` itself (``nanmean / 2`` per column).
+
+    Returns
+    -------
+    A new array of the same shape and dtype without NaN. Raises ``ValueError`` (when
+    computed, for Dask input) if a column with missing values has no frequency (no
+    observed call and no ``a1_freq`` given): such variants must be removed first, as
+    :func:`qc` always does.
+    """
+    if dosage.ndim != 2:
+        raise ValueError(f"impute_mean: dosage must be 2-D (samples x variants), got shape {dosage.shape}")
+    if a1_freq is not None:
+        a1_freq = np.asarray(a1_freq, dtype=np.float64)
+        if a1_freq.shape != (dosage.shape[1],):
+            raise ValueError(f"impute_mean: a1_freq has shape {a1_freq.shape}, expected ({dosage.shape[1]},)")
+    if isinstance(dosage, np.ndarray):
+        mean = 2.0 * a1_freq if a1_freq is not None else _nanmean_columns(dosage)
+        return _impute_block(dosage, mean[None, :])
+    import dask.array as da
+
+    dosage = da.asarray(dosage)
+    if a1_freq is not None:
+        # one frequency chunk per dosage variant chunk, so that blocks pair up
+        mean = da.from_array(2.0 * a1_freq, chunks=(dosage.chunks[1],))
+    elif dosage.numblocks[0] == 1:  # all samples in each block: per-block column means
+        mean = da.map_blocks(_nanmean_columns, dosage, drop_axis=0, dtype=np.float64)
+    else:  # samples split over chunks: a full column reduction
+        mean = da.nanmean(dosage.astype(np.float64), axis=0)
+    return da.map_blocks(_impute_block, dosage, mean[None, :], dtype=dosage.dtype)
+
+
+def _nanmean_columns(dosage: np.ndarray) -> np.ndarray:
+    """Column means of the observed values (NaN for a column without any), float64."""
+    obs = ~np.isnan(dosage)
+    n = obs.sum(axis=0)
+    total = np.where(obs, dosage, 0).sum(axis=0, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def _impute_block(dosage: np.ndarray, mean_row: np.ndarray) -> np.ndarray:
+    """Replace NaN in each column of ``dosage`` by ``mean_row[0, j]`` (the kernel of
+    :func:`impute_mean`)."""
+    missing = np.isnan(dosage)
+    no_mean = np.isnan(mean_row[0])
+    if no_mean.any() and missing[:, no_mean].any():
+        raise ValueError("impute_mean: a variant with missing dosages has no observed call "
+                         "(no A1 frequency); remove it first (gwaslift.qc drops such variants)")
+    return np.where(missing, mean_row.astype(dosage.dtype), dosage)
+

@@ -1,0 +1,347 @@
+"""Phenotype / covariate files: layouts, alignment to the .fam, codings, bad input.
+
+The independent reference is plink2 itself: it reads the same file with ``--pheno`` and
+writes the values aligned to the .fam order (``--make-just-psam``).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gwaslift import InputError, read_plink, write_plink
+from gwaslift.io.pheno import as_phenotype, code_binary, read_covar, read_pheno
+
+N = 30
+
+
+@pytest.fixture(scope="module")
+def geno(tmp_path_factory):
+    """30 samples in 6 families; IIDs 'a' and 'b' repeat across families (only FID tells them apart)."""
+    rng = np.random.default_rng(3)
+    fid = [f"F{i // 5}" for i in range(N)]
+    iid = [f"S{i}" for i in range(N)]
+    iid[0], iid[5] = "a", "a"
+    iid[1], iid[6] = "b", "b"
+    samples = pd.DataFrame({"fid": fid, "iid": iid, "sex": 0, "trait": np.nan})
+    variants = pd.DataFrame({"chrom": "1", "snp": [f"v{j}" for j in range(4)], "cm": 0.0,
+                             "pos": np.arange(1, 5) * 100, "a1": "A", "a2": "C"})
+    prefix = tmp_path_factory.mktemp("ph") / "g"
+    write_plink(prefix, rng.integers(0, 3, (N, 4)).astype(float), samples, variants)
+    return read_plink(prefix)
+
+
+def _write(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _quiet(fn, *args, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kw)
+
+
+def _ids(g):
+    return list(zip(g.samples.fid, g.samples.iid))
+
+
+# ---------------------------------------------------------------------------------- layouts
+
+
+@pytest.mark.parametrize("layout", ["FID IID", "#FID IID", "headerless", "tabs"])
+def test_layouts_read_the_same_values(tmp_path, geno, layout):
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=N).round(4)
+    order = rng.permutation(N)  # file order differs from the .fam
+    ids = _ids(geno)
+    sep = "\t" if layout == "tabs" else " "
+    lines = [] if layout == "headerless" else [sep.join(["#FID" if layout.startswith("#") else "FID", "IID", "ht", "w"])]
+    lines += [sep.join([ids[i][0], ids[i][1], str(y[i]), str(2 * y[i])]) for i in order]
+    f = _write(tmp_path / "p.txt", lines)
+    s = read_pheno(f, geno)
+    np.testing.assert_array_equal(s.to_numpy(), y)
+    assert s.index.equals(geno.samples.index)
+    assert s.name == ("PHENO1" if layout == "headerless" else "ht")
+    w = read_pheno(f, geno, column="PHENO2" if layout == "headerless" else "w")
+    np.testing.assert_array_equal(w.to_numpy(), 2 * y)
+    np.testing.assert_array_equal(read_pheno(f, geno, column=2).to_numpy(), 2 * y)  # 1-based like --mpheno
+    assert s.attrs["binary"] is False and s.attrs["missing_ids"] == () and s.attrs["n_unmatched_rows"] == 0
+    assert s.attrs["path"] == str(f)
+
+
+def test_iid_only_header_matches_on_iid(tmp_path, dummy_bfile):
+    g = read_plink(dummy_bfile)
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=g.n_samples).round(3)
+    order = rng.permutation(g.n_samples)
+    f = _write(tmp_path / "p.txt", ["#IID\tbmi"] + [f"{g.samples.iid[i]}\t{y[i]}" for i in order])
+    np.testing.assert_array_equal(read_pheno(f, g).to_numpy(), y)
+
+
+def test_iid_only_header_with_ambiguous_iids_is_an_error(tmp_path, geno):
+    f = _write(tmp_path / "p.txt", ["#IID y", "a 1.5", "S2 2.5"])
+    with pytest.raises(InputError, match=r"p\.txt.*IID 'a'.*several"):
+        read_pheno(f, geno)
+
+
+def test_fid_disambiguates_repeated_iids(tmp_path, geno):
+    f = _write(tmp_path / "p.txt", ["FID IID y"] + [f"{fi} {ii} {k}.5" for k, (fi, ii) in enumerate(_ids(geno))][::-1])
+    s = read_pheno(f, geno)
+    np.testing.assert_array_equal(s.to_numpy(), np.arange(N) + 0.5)
+
+
+def test_alignment_matches_plink2(tmp_path, dummy_bfile, plink2):
+    """Shuffled file, missing codes, extra rows, absent samples: same values as plink2 reads."""
+    g = read_plink(dummy_bfile)
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=g.n_samples).round(5).astype(object)
+    y[rng.choice(g.n_samples, 15, replace=False)] = "-9"
+    y[rng.choice(g.n_samples, 5, replace=False)] = "NA"
+    keep = rng.permutation(g.n_samples)[:-12]  # 12 samples absent
+    lines = ["#FID IID q"] + [f"{g.samples.fid[i]} {g.samples.iid[i]} {y[i]}" for i in keep]
+    lines += ["0 stranger1 1.0", "7 per0 2.0"]  # match no sample
+    f = _write(tmp_path / "p.txt", lines)
+    with pytest.warns(UserWarning, match="12 of 203 genotype samples are absent"):
+        s = read_pheno(f, g)
+    plink2("--bfile", dummy_bfile, "--pheno", f, "--make-just-psam", "--out", tmp_path / "ref")
+    ref = pd.read_csv(tmp_path / "ref.psam", sep="\t", na_values=["NA"]).rename(columns={"#IID": "IID"})
+    assert list(ref["IID"]) == list(g.samples.iid)
+    np.testing.assert_allclose(s.to_numpy(), ref["q"].to_numpy(dtype=float), rtol=0, atol=0, equal_nan=True)
+    absent = set(np.setdiff1d(np.arange(g.n_samples), keep))
+    assert set(s.attrs["missing_ids"]) == {(g.samples.fid[i], g.samples.iid[i]) for i in absent}
+    assert s.attrs["n_unmatched_rows"] == 2
+
+
+def test_case_control_12_matches_plink2(tmp_path, dummy_bfile, plink2):
+    g = read_plink(dummy_bfile)
+    rng = np.random.default_rng(6)
+    codes = rng.choice(["1", "2", "0", "-9", "NA"], size=g.n_samples, p=[0.45, 0.45, 0.04, 0.03, 0.03])
+    f = _write(tmp_path / "cc.txt", ["FID IID cc"] + [f"0 {g.samples.iid[i]} {codes[i]}" for i in range(g.n_samples)])
+    with pytest.warns(UserWarning, match="zeros beside 1/2"):
+        s = read_pheno(f, g)
+    assert s.attrs["binary"] is True and s.attrs["coding"] == "1/2"
+    plink2("--bfile", dummy_bfile, "--pheno", f, "--make-just-psam", "--out", tmp_path / "ref")
+    ref = pd.read_csv(tmp_path / "ref.psam", sep="\t", na_values=["NA"])["cc"].to_numpy(dtype=float)
+    np.testing.assert_array_equal(s.to_numpy(), ref - 1)  # plink2 writes 1/2, we 0/1
+    assert set(np.unique(s.dropna())) == {0.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    "tokens, binary, expected, coding",
+    [
+        (["1", "2", "2", "-9"], None, [0, 1, 1, np.nan], "1/2"),
+        (["0", "1", "1", "NA"], None, [0, 1, 1, np.nan], "0/1"),
+        (["0", "1", "nan", "0"], None, [0, 1, np.nan, 0], "0/1"),
+        (["1", "1", "1", "2"], None, [0, 0, 0, 1], "1/2"),
+        (["0", "1", "2", "3"], None, [0, 1, 2, 3], None),  # quantitative
+        (["0.5", "1", "2", ""], None, [0.5, 1, 2, np.nan], None),
+        (["1", "2", "2", "1"], False, [1, 2, 2, 1], None),  # forced quantitative
+        (["1", "1", "1", "-9.0"], True, [0, 0, 0, np.nan], "1/2"),
+    ],
+)
+def test_codings(tmp_path, geno, tokens, binary, expected, coding):
+    ids = _ids(geno)[:4]
+    f = _write(tmp_path / "p.tsv", ["FID\tIID\ty"] + [f"{a}\t{b}\t{t}" for (a, b), t in zip(ids, tokens)])
+    s = _quiet(read_pheno, f, geno, binary=binary)
+    np.testing.assert_array_equal(s.to_numpy()[:4], np.asarray(expected, float))
+    assert s.attrs["binary"] is (coding is not None)
+    assert s.attrs["coding"] == coding
+    assert s.isna()[4:].all() and len(s.attrs["missing_ids"]) == N - 4
+
+
+def test_forced_binary_with_other_values_is_an_error(tmp_path, geno):
+    ids = _ids(geno)
+    f = _write(tmp_path / "p.txt", ["FID IID y"] + [f"{a} {b} {k % 4}" for k, (a, b) in enumerate(ids)])
+    with pytest.raises(InputError, match=r"p\.txt.*case/control.*\[3\.0\]"):
+        read_pheno(f, geno, binary=True)
+
+
+# ---------------------------------------------------------------------------------- covariates
+
+
+def test_covariates_numeric_and_one_hot(tmp_path, geno):
+    rng = np.random.default_rng(9)
+    ids = _ids(geno)
+    age = rng.integers(20, 80, N)
+    site = rng.choice(["north", "south", "west"], N)
+    batch = rng.choice(["1", "2", "10"], N)
+    site[3] = "NA"
+    order = rng.permutation(N)[:-2]  # two samples absent
+    lines = ["#FID\tIID\tage\tsite\tbatch"] + [f"{ids[i][0]}\t{ids[i][1]}\t{age[i]}\t{site[i]}\t{batch[i]}" for i in order]
+    f = _write(tmp_path / "c.tsv", lines)
+    with pytest.warns(UserWarning, match="2 of 30"):
+        c = read_covar(f, geno, categorical=["batch"])
+    assert list(c.columns) == ["age", "site=south", "site=west", "batch=2", "batch=10"]
+    assert (c.dtypes == np.float64).all()
+    absent = np.setdiff1d(np.arange(N), order)
+    present = np.setdiff1d(order, [3])
+    np.testing.assert_array_equal(c["age"].to_numpy()[present], age[present])
+    np.testing.assert_array_equal(c["site=south"].to_numpy()[present], (site[present] == "south").astype(float))
+    np.testing.assert_array_equal(c["batch=10"].to_numpy()[present], (batch[present] == "10").astype(float))
+    assert c.loc[3, ["site=south", "site=west"]].isna().all() and c.loc[3, "age"] == age[3]
+    assert c.loc[absent].isna().all().all()
+    assert c.attrs["categorical"] == {"site": ["north", "south", "west"], "batch": ["1", "2", "10"]}
+    # reference level rows are all-zero; each present row has at most one indicator
+    ind = c[["site=south", "site=west"]].to_numpy()[present]
+    assert set(ind.sum(axis=1)) <= {0.0, 1.0}
+    # batch read as a number unless declared categorical; columns selects and orders
+    c2 = _quiet(read_covar, f, geno, columns=["batch", "age"])
+    assert list(c2.columns) == ["batch", "age"]
+    np.testing.assert_array_equal(c2["batch"].to_numpy()[present], batch[present].astype(float))
+
+
+def test_headerless_covariates_are_named_covar(tmp_path, geno):
+    ids = _ids(geno)
+    f = _write(tmp_path / "c.txt", [f"{a} {b} {k} {-k} -9" for k, (a, b) in enumerate(ids)])
+    c = read_covar(f, geno)
+    assert list(c.columns) == ["COVAR1", "COVAR2", "COVAR3"]
+    expected = -np.arange(N, dtype=float)
+    expected[9] = np.nan  # -9 is the missing code in covariates too
+    np.testing.assert_array_equal(c["COVAR2"], expected)
+    assert c["COVAR3"].isna().all()
+
+
+def test_attrs_survive_arithmetic_cheaply(tmp_path, geno):
+    f = _write(tmp_path / "p.txt", ["FID IID y", f"{_ids(geno)[2][0]} {_ids(geno)[2][1]} 1.5"])
+    s = _quiet(read_pheno, f, geno)
+    t = s * 2
+    assert t.attrs["missing_ids"] is s.attrs["missing_ids"]  # immutable: not copied per operation
+    assert copy.deepcopy(s).attrs["missing_ids"] == s.attrs["missing_ids"]
+    assert len(s.attrs["missing_ids"]) == N - 1
+
+
+# ---------------------------------------------------------------------------------- as_phenotype
+
+
+def test_as_phenotype(tmp_path, geno):
+    ids = _ids(geno)
+    y = np.arange(N, dtype=float)
+    f = _write(tmp_path / "p.txt", ["FID IID y"] + [f"{a} {b} {v}" for (a, b), v in zip(ids, y)])
+    s = read_pheno(f, geno)
+    assert as_phenotype(s, geno) is not None and as_phenotype(s, geno).attrs == s.attrs
+    np.testing.assert_array_equal(as_phenotype(f, geno).to_numpy(), y)
+    np.testing.assert_array_equal(as_phenotype(y, geno).to_numpy(), y)
+    np.testing.assert_array_equal(as_phenotype(pd.Series(y).iloc[::-1], geno).to_numpy(), y)
+    mi = pd.Series(y[::-1], index=pd.MultiIndex.from_tuples(ids[::-1]))
+    np.testing.assert_array_equal(as_phenotype(mi, geno).to_numpy(), y)
+    cc = as_phenotype(np.where(y % 2 == 0, 1.0, 2.0), geno)
+    assert cc.attrs["binary"] and set(cc.unique()) == {0.0, 1.0}
+    with pytest.raises(InputError, match="30 values"):
+        as_phenotype(y[:-1], geno)
+    with pytest.raises(InputError, match="indexed like"):
+        as_phenotype(pd.Series(y, index=np.arange(N) + 100), geno)
+
+
+# ---------------------------------------------------------------------------------- bad input
+
+
+def test_no_matching_sample_names_the_file(tmp_path, geno):
+    f = _write(tmp_path / "nomatch.txt", ["FID IID y", "X1 Y1 1.0", "X2 Y2 2.0"])
+    with pytest.raises(InputError, match=r"nomatch\.txt.*no row matches"):
+        read_pheno(f, geno)
+    with pytest.raises(InputError, match=r"nomatch\.txt.*no row matches"):
+        read_covar(f, geno)
+
+
+def test_duplicate_ids_name_the_line(tmp_path, geno):
+    a, b = _ids(geno)[3]
+    f = _write(tmp_path / "dup.txt", ["FID IID y", f"{a} {b} 1", "F5 S25 2", "", f"{a} {b} 3"])
+    with pytest.raises(InputError, match=r"dup\.txt, line 5: duplicate.*first on line 2"):
+        read_pheno(f, geno)
+
+
+def test_unknown_column_lists_available(tmp_path, geno):
+    f = _write(tmp_path / "cols.txt", ["FID IID height weight", "F0 a 1 2"])
+    with pytest.raises(InputError, match=r"cols\.txt.*'bmi'.*available columns: height, weight"):
+        read_pheno(f, geno, column="bmi")
+    with pytest.raises(InputError, match=r"cols\.txt.*'bmi'.*height, weight"):
+        read_covar(f, geno, columns=["height", "bmi"])
+    with pytest.raises(InputError, match=r"cols\.txt.*'bmi'"):
+        read_covar(f, geno, categorical="bmi")
+    with pytest.raises(InputError, match=r"cols\.txt.*out of range 1\.\.2"):
+        read_pheno(f, geno, column=3)
+
+
+def test_non_numeric_phenotype_names_line_and_value(tmp_path, geno):
+    f = _write(tmp_path / "txt.txt", ["FID IID y", "F0 a 1.5", "F0 b tall", "F0 S2 2"])
+    with pytest.raises(InputError, match=r"txt\.txt, line 3: .*'tall'"):
+        read_pheno(f, geno)
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (["FID IID y", "F0 a 1 2"], r"line 2: expected 3 fields.*found 4"),
+        ([], r"no rows"),
+        (["FID IID y"], r"no data rows"),
+        (["FID IID", "F0 a"], r"no value columns"),
+        (["#ID y", "F0 1"], r"header must start"),
+        (["FID IID y y", "F0 a 1 2"], r"'y' appears twice"),
+        (["FID IID y", "F0 a inf"], r"line 2: .*'inf'"),
+    ],
+)
+def test_malformed_files(tmp_path, geno, lines, message):
+    f = tmp_path / "bad.txt"
+    f.write_text("\n".join(lines) + ("\n" if lines else ""))
+    with pytest.raises(InputError, match=r"bad\.txt.*" + message):
+        read_pheno(f, geno)
+
+
+def test_missing_file(tmp_path, geno):
+    with pytest.raises(InputError, match=r"nope\.txt: file not found"):
+        read_pheno(tmp_path / "nope.txt", geno)
+
+
+def test_code_binary_kernel():
+    v = np.array([1, 2, np.nan, 2.0])
+    out, is_bin, coding = code_binary(v)
+    np.testing.assert_array_equal(out, [0, 1, np.nan, 1])
+    assert is_bin and coding == "1/2"
+    out, is_bin, _ = code_binary(np.array([5.0, 5.0]))
+    assert not is_bin
+
+
+def test_fast_and_line_by_line_parsers_agree(tmp_path, geno):
+    """Blank lines, ## comments, CRLF and spaces around tabs take the line-by-line path;
+    the values must be the same as from the plain file (pandas' parser)."""
+    rng = np.random.default_rng(11)
+    ids = _ids(geno)
+    vals = rng.normal(size=(N, 2)) * 10.0 ** rng.integers(-3, 4, (N, 2))
+    tok = np.array([[repr(v) for v in row] for row in vals], dtype=object)
+    tok[4, 0], tok[7, 1], tok[9, 0] = "NA", "", "-9.0"
+    site = rng.choice(["u", "v"], N)
+    rows = [[a, b, t0, t1, s] for (a, b), (t0, t1), s in zip(ids, tok, site)]
+    plain = _write(tmp_path / "plain.tsv", ["FID\tIID\tx\ty\tsite"] + ["\t".join(r) for r in rows])
+    odd_lines = ["## a comment", "FID \tIID\tx\t y\tsite"]
+    for k, r in enumerate(rows):
+        odd_lines.append(" \t ".join(r))
+        if k % 7 == 0:
+            odd_lines += ["", "## another"]
+    odd = tmp_path / "odd.tsv"
+    odd.write_bytes(("\r\n".join(odd_lines) + "\r\n").encode())
+    a, b = read_covar(plain, geno), read_covar(odd, geno)
+    pd.testing.assert_frame_equal(a, b)
+    expected = vals[:, 0].copy()
+    expected[[4, 9]] = np.nan
+    np.testing.assert_array_equal(a["x"].to_numpy(), expected)  # exact doubles, as float(token)
+    assert np.isnan(a.loc[7, "y"]) and list(a.columns) == ["x", "y", "site=v"]
+    pd.testing.assert_series_equal(read_pheno(plain, geno, "y"), read_pheno(odd, geno, "y"))
+
+
+def test_text_columns_sid_and_bool_like_values(tmp_path, geno):
+    """A SID column after IID is not a value; in a text column, -9.0 is still missing and
+    True/False are categories (never silently 1/0)."""
+    ids = _ids(geno)[:4]
+    f = _write(tmp_path / "c.txt", ["#FID IID SID smoker grp"]
+               + [f"{a} {b} s{k} {sm} {g}" for k, ((a, b), sm, g) in
+                  enumerate(zip(ids, ["True", "False", "NA", "True"], ["-9.0", "b", "a", "b"]))])
+    c = _quiet(read_covar, f, geno)
+    assert list(c.columns) == ["smoker=True", "grp=b"]
+    np.testing.assert_array_equal(c["smoker=True"].to_numpy()[:4], [1, 0, np.nan, 1])
+    np.testing.assert_array_equal(c["grp=b"].to_numpy()[:4], [np.nan, 1, 0, 1])
+    assert c.attrs["categorical"] == {"smoker": ["False", "True"], "grp": ["a", "b"]}
