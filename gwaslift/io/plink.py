@@ -35,6 +35,21 @@ BIM_COLUMNS = ["chrom", "snp", "cm", "pos", "a1", "a2"]
 DEFAULT_CHUNK_BYTES = 64 * 2**20
 
 
+def _fast_table(path: Path, columns: list[str]) -> pd.DataFrame | None:
+    """Parse a whitespace-separated 6-column file with pandas' C parser, or return None when
+    anything looks off (then :func:`_split_rows` finds and names the bad line)."""
+    try:
+        df = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, engine="c", na_filter=False,
+                         skip_blank_lines=True, names=range(7))
+    except Exception:  # ragged rows, undecodable bytes, ...: let the slow path explain
+        return None
+    if df.shape[0] == 0 or (df[6] != "").any() or (df[5] == "").any():
+        return None
+    df = df.iloc[:, :6]
+    df.columns = columns
+    return df
+
+
 def _split_rows(path: Path, n_fields: int, what: str) -> list[list[str]]:
     """Whitespace-split the non-empty lines of a .fam/.bim file, checking the field count."""
     rows = []
@@ -68,8 +83,10 @@ def read_fam(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found (expected the .fam of the fileset)", path)
-    rows = _split_rows(path, 6, ".fam")
-    fam = pd.DataFrame(rows, columns=FAM_COLUMNS)
+    fam = _fast_table(path, FAM_COLUMNS)
+    if fam is None:
+        fam = pd.DataFrame(_split_rows(path, 6, ".fam"), columns=FAM_COLUMNS)
+    rows = fam.to_numpy()
     sex = pd.to_numeric(fam["sex"], errors="coerce")
     bad = sex.isna() | ~sex.isin([0, 1, 2])
     if bad.any():
@@ -99,8 +116,10 @@ def read_bim(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found (expected the .bim of the fileset)", path)
-    rows = _split_rows(path, 6, ".bim")
-    bim = pd.DataFrame(rows, columns=BIM_COLUMNS)
+    bim = _fast_table(path, BIM_COLUMNS)
+    if bim is None:
+        bim = pd.DataFrame(_split_rows(path, 6, ".bim"), columns=BIM_COLUMNS)
+    rows = bim.to_numpy()
     for col, kind in (("cm", "a number (centimorgans)"), ("pos", "an integer base-pair position")):
         num = pd.to_numeric(bim[col], errors="coerce")
         bad = num.isna()
@@ -163,13 +182,18 @@ class BedSource:
     def read_rows(self, variant_idx: np.ndarray) -> np.ndarray:
         """Packed rows (len(variant_idx), row_bytes) uint8 of the given file variant indices."""
         variant_idx = np.asarray(variant_idx, dtype=np.int64)
+        if len(variant_idx) and variant_idx[-1] - variant_idx[0] == len(variant_idx) - 1 \
+                and np.all(np.diff(variant_idx) == 1):
+            # contiguous run (the usual case): one sequential read into a fresh buffer
+            count = len(variant_idx) * self.row_bytes
+            out = np.fromfile(self.bed, dtype=np.uint8, count=count,
+                              offset=BED_HEADER_BYTES + int(variant_idx[0]) * self.row_bytes)
+            if out.size != count:
+                raise InputError("the .bed is shorter than expected (changed since it was opened?)", self.bed)
+            return out.reshape(len(variant_idx), self.row_bytes)
         mm = np.memmap(self.bed, dtype=np.uint8, mode="r", offset=BED_HEADER_BYTES,
                        shape=(self.n_variants, self.row_bytes))
-        if len(variant_idx) and np.all(np.diff(variant_idx) == 1):
-            # contiguous run: one sequential read instead of a gather
-            out = np.array(mm[variant_idx[0]: variant_idx[-1] + 1])
-        else:
-            out = mm[variant_idx]
+        out = mm[variant_idx]
         del mm
         return out
 
