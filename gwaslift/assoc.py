@@ -1,0 +1,918 @@
+"""Per-SNP association tests with covariates: linear (quantitative) and logistic (binary).
+
+The classic half of the comparison, built to equal ``plink2 --glm`` (v2.00a3.5) and to
+run over variant chunks of a lazy :class:`~gwaslift.io.plink.Genotypes`.
+
+Model, for each variant *j* separately::
+
+    y ~ intercept + covariates + beta_j * g_j
+
+``g_j`` is the dosage of A1 (.bim column 5, the counted allele; plink2 ``--glm`` with
+``omit-ref`` reports the same A1 and the same sign). The intercept is always added.
+
+Rules (documented here once):
+
+* **Samples.** A sample whose phenotype or any covariate is missing (NaN) is dropped from
+  every test, as plink2 does.
+* **Missing genotypes** (``missing="drop"``, the default) are dropped *per variant*, exactly
+  like plink2: each test uses only the samples observed at that variant, and the covariate
+  fit is redone on that subset. This is done without a per-SNP loop: with ``Q`` an
+  orthonormal basis of ``[1, covariates]`` and ``m_j`` the observed mask, the restricted
+  Gram matrix is ``Q' diag(m_j) Q = I - sum over missing samples of q_i q_i'``, computed for
+  a block of variants by one matrix product with the missingness indicators.
+  ``missing="mean"`` instead fills a missing dosage with the variant's observed mean
+  (REGENIE / Hail style); then ``n`` counts all samples. ``n`` is reported per variant
+  either way, and ``a1_freq`` is always the A1 frequency among the *observed* samples used.
+* **Linear**: closed-form OLS t-test, ``df = n - (covariates + 2)``; identical to plink2
+  ``--glm`` linear.
+* **Logistic**: maximum likelihood by Newton-Raphson, batched over a block of variants,
+  started from the covariate-only (null) fit; Wald ``z = beta / se``, two-sided normal p.
+  No Firth regression: a fit that does not converge in ``max_iter`` steps or whose
+  information matrix is singular (separation, e.g. a genotype seen only in cases) is
+  reported as NaN with ``errcode = "LOGISTIC_CONVERGE_FAIL"``; this is plink2's
+  ``--glm no-firth`` behaviour (plink2 by default would refit such variants with Firth).
+* **Degenerate variants never crash**; their ``beta, se, stat, p`` are NaN and ``errcode``
+  says why: ``ALL_MISSING`` (``n = 0``), ``CONST_ALLELE`` (monomorphic among the samples
+  used), ``CORR`` (genotype collinear with the covariates), ``NO_DF`` (fewer samples than
+  parameters), ``COVAR_SINGULAR`` (the covariates become collinear on the observed subset).
+  ``errcode`` is ``""`` for a normal result.
+* **Bad input** raises :class:`~gwaslift.InputError`: a constant phenotype, a binary
+  phenotype with one class, covariates collinear with the intercept or with each other
+  (named), non-numeric covariates, misaligned sample IDs.
+* p-values below the double range survive in ``log10_p = -log10 p``, computed in log
+  space (``scipy.stats.t.logsf`` / ``norm.logsf``).
+
+Chunks: the per-chunk kernel :func:`chunk_stats` is a pure function of the packed .bed
+rows of one chunk and a small :class:`Design`; :func:`linear_gwas` maps it over the chunks
+of ``genotypes.packed`` with ``dask.delayed``, so it runs unchanged on the local threaded
+scheduler or on a ``dask.distributed`` cluster. Memory is bounded by the chunk size.
+Results do not depend on the chunk size or the scheduler beyond floating-point summation
+order (measured differences ~1e-13 relative; not bitwise, because BLAS sums in an order
+that depends on the block shape). On the local threaded scheduler each chunk's BLAS calls
+run single-threaded (the scheduler already uses every core).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ._util import progress_bar, progress_enabled
+from .errors import InputError
+from .io.packed import BYTE_TO_CODES, CODE_TO_DOSAGE, unpack_codes
+
+#: Columns of the sumstats table, in order.
+SUMSTATS_COLUMNS = ["chrom", "pos", "snp", "a1", "a2", "a1_freq", "n", "beta", "se", "stat",
+                    "p", "log10_p", "errcode"]
+
+#: errcode strings (index = code stored in the kernel output); names follow plink2 where
+#: plink2 has one.
+ERRCODES = ["", "ALL_MISSING", "CONST_ALLELE", "CORR", "NO_DF", "COVAR_SINGULAR",
+            "LOGISTIC_CONVERGE_FAIL"]
+_OK, _ALL_MISSING, _CONST, _CORR, _NO_DF, _COVAR_SINGULAR, _NOCONV = range(7)
+
+#: Kernel output columns (float64): n, a1 count (sum of dosages), beta, se, stat, err code.
+_NSTAT = 6
+
+#: Most variants per inner block: large enough to amortize numpy call overhead, small
+#: enough that the (block x samples) float64 work arrays stay near the cache (measured
+#: on 10,000 samples: 32 beats 8, 16, 64, 128 and 512).
+SUB_BLOCK = 32
+
+
+def _sub_block(n: int) -> int:
+    """Variants per inner block for n samples: SUB_BLOCK, fewer for huge n (<= ~4 MB)."""
+    return int(max(4, min(SUB_BLOCK, 2**19 // max(n, 1))))
+
+# byte -> the four samples' A1 dosages (missing -> 0) as float64, and missing flags as
+# float64; viewed as one 32-byte item so that ``np.take`` decodes a byte per gather.
+_BYTE_DOSAGE_F64 = np.nan_to_num(CODE_TO_DOSAGE.astype(np.float64)[BYTE_TO_CODES], nan=0.0)
+_BYTE_DOSAGE_ITEM = np.ascontiguousarray(_BYTE_DOSAGE_F64).view("V32").ravel()
+_BYTE_MISS_F64 = (BYTE_TO_CODES == 1).astype(np.float64)
+_BYTE_MISS_ITEM = np.ascontiguousarray(_BYTE_MISS_F64).view("V32").ravel()
+_BYTE_NMISS = (BYTE_TO_CODES == 1).sum(axis=1).astype(np.uint8)
+_CODE_DOSAGE_F64 = np.nan_to_num(CODE_TO_DOSAGE.astype(np.float64), nan=0.0)
+
+
+# --------------------------------------------------------------------------------------
+# design: what every chunk needs, computed once
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Design:
+    """The per-analysis constants a chunk kernel needs (small: O(n x c^2) floats).
+
+    ``n`` samples used, ``c`` columns of ``Q`` (intercept + covariates, orthonormal).
+    Arrays are over the *used* samples in ``sample_idx`` order.
+    """
+
+    model: str                 # "linear" or "logistic"
+    missing: str               # "drop" or "mean"
+    y: np.ndarray              # (n,) phenotype; 0/1 for logistic
+    Q: np.ndarray              # (n, c) orthonormal basis of [1, covariates]
+    V: np.ndarray              # (n, c+2) [Q, y_resid, 1] for linear; [Q, r0, 1] logistic
+    tri: tuple                 # upper-triangle index pairs of a c x c matrix
+    Kmiss: np.ndarray          # (n, T + c + 1) products subtracted per missing sample
+    yy: float                  # sum of squared residual phenotype (linear)
+    # logistic null fit (covariates only)
+    a0: np.ndarray | None = None     # (c,) coefficients on Q
+    w0: np.ndarray | None = None     # (n,) p0 (1 - p0)
+    QwQ0: np.ndarray | None = None   # (c, c) Q' W0 Q
+    Qr0: np.ndarray | None = None    # (c,) Q' (y - p0), the null score (~0)
+    Kw: np.ndarray | None = None     # (n, T) upper-triangle products q_ik q_il
+    Qw0: np.ndarray | None = None    # (n, c) Q * w0
+    offset_miss: np.ndarray | None = None  # (n,) eta offset forcing p = y where missing
+    sample_idx: np.ndarray | None = None   # file sample positions (None: all, in order)
+    n_file: int = 0                  # samples in the .bed rows
+
+    @property
+    def n(self) -> int:
+        return self.Q.shape[0]
+
+    @property
+    def c(self) -> int:
+        return self.Q.shape[1]
+
+    def __dask_tokenize__(self):
+        from dask.base import tokenize
+
+        return ("gwaslift.Design", self.model, self.missing, tokenize(self.y), tokenize(self.Q),
+                tokenize(self.sample_idx), self.n_file)
+
+
+def _tri_products(Q: np.ndarray, tri) -> np.ndarray:
+    i, j = tri
+    return Q[:, i] * Q[:, j]
+
+
+def _unpack_sym(vals: np.ndarray, c: int, tri) -> np.ndarray:
+    """(B, T) upper-triangle values -> (B, c, c) symmetric matrices."""
+    out = np.empty(vals.shape[:-1] + (c, c), dtype=np.float64)
+    i, j = tri
+    out[..., i, j] = vals
+    out[..., j, i] = vals
+    return out
+
+
+def _orthonormal_basis(C: np.ndarray, names: list[str]) -> np.ndarray:
+    """Q (n, c+1): orthonormal basis of [1, C]; InputError naming collinear covariates."""
+    from scipy.linalg import qr
+
+    n = C.shape[0]
+    X = np.column_stack([np.ones(n), C]) if C.size else np.ones((n, 1))
+    labels = ["intercept", *names]
+    # scale-free rank test: unit-norm columns, pivoted QR keeps the intercept first
+    norms = np.sqrt((X ** 2).sum(axis=0))
+    zero = norms == 0
+    if zero.any():
+        bad = [labels[k] for k in np.flatnonzero(zero)]
+        raise InputError(f"covariate(s) {bad} are zero for every sample used")
+    Xs = X / norms
+    # remove the intercept first so that a constant covariate shows up as dependent on it
+    _, R, piv = qr(Xs, mode="economic", pivoting=True)
+    d = np.abs(np.diag(R))
+    tol = max(X.shape) * np.finfo(float).eps * 1e3 * d[0]
+    dependent = [labels[piv[k]] for k in np.flatnonzero(d <= tol)]
+    if dependent:
+        # say which covariates are involved: the dependent ones and the intercept if a
+        # covariate is constant among the samples used
+        consts = [labels[k] for k in range(1, X.shape[1]) if np.ptp(X[:, k]) == 0]
+        what = ("constant among the samples used (collinear with the intercept): " + ", ".join(consts)
+                if consts else "linearly dependent: " + ", ".join(sorted(set(dependent))))
+        raise InputError(
+            f"covariates are rank deficient: {what}. Drop or merge the redundant covariate(s) "
+            "(e.g. one level of a one-hot categorical)."
+        )
+    Q, _ = np.linalg.qr(X)
+    return np.ascontiguousarray(Q)
+
+
+def _null_logistic(Q: np.ndarray, y: np.ndarray, max_iter: int = 50) -> np.ndarray:
+    """Covariate-only logistic fit on Q; returns the coefficients a0 (c,)."""
+    a = np.zeros(Q.shape[1])
+    for _ in range(max_iter):
+        p = _expit(Q @ a)
+        w = p * (1 - p)
+        H = (Q * w[:, None]).T @ Q
+        step = np.linalg.solve(H, Q.T @ (y - p))
+        a += step
+        if np.max(np.abs(step)) <= 1e-12 * max(1.0, np.max(np.abs(a))):
+            break
+    else:
+        raise InputError(
+            "the covariate-only logistic model does not converge: the covariates separate "
+            "cases from controls (e.g. a covariate level with only cases)"
+        )
+    if not np.all(np.isfinite(a)):
+        raise InputError("the covariate-only logistic model does not converge (separation by covariates)")
+    return a
+
+
+def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, missing: str = "drop",
+                sample_idx: np.ndarray | None = None, n_file: int = 0) -> Design:
+    """Build the :class:`Design` for phenotype ``y`` (n,) and covariates ``C`` (n, k).
+
+    Rows are the samples used (no NaN). ``model`` is "linear" or "logistic" (``y`` 0/1).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    C = np.asarray(C, dtype=np.float64).reshape(len(y), -1)
+    Q = _orthonormal_basis(C, names)
+    n, c = Q.shape
+    tri = np.triu_indices(c)
+    K = _tri_products(Q, tri)
+    kw = {}
+    if model == "linear":
+        y_r = y - Q @ (Q.T @ y)
+        V = np.column_stack([Q, y_r, np.ones(n)])
+        Kmiss = np.column_stack([K, Q * y_r[:, None], y_r ** 2])
+        yy = float(y_r @ y_r)
+    else:
+        a0 = _null_logistic(Q, y)
+        p0 = _expit(Q @ a0)
+        w0 = p0 * (1 - p0)
+        r0 = y - p0
+        V = np.column_stack([Q, r0, np.ones(n)])
+        Qw0 = Q * w0[:, None]
+        # missing-sample corrections at the null fit: K*w0 (H_aa), Q*r0 (score)
+        Kmiss = np.column_stack([K * w0[:, None], Q * r0[:, None], np.zeros(n)])
+        yy = 0.0
+        kw = dict(a0=a0, w0=w0, QwQ0=Qw0.T @ Q, Qr0=Q.T @ r0, Kw=K, Qw0=Qw0,
+                  offset_miss=np.where(y > 0.5, 1e4, -1e4))
+    return Design(model=model, missing=missing, y=y, Q=Q, V=np.ascontiguousarray(V), tri=tri,
+                  Kmiss=np.ascontiguousarray(Kmiss), yy=yy,
+                  sample_idx=None if sample_idx is None else np.asarray(sample_idx, np.int64),
+                  n_file=int(n_file), **kw)
+
+
+# --------------------------------------------------------------------------------------
+# kernels: arrays in, arrays out
+# --------------------------------------------------------------------------------------
+def _expit(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """1 / (1 + exp(-x)) in place-friendly form (overflow to inf gives exactly 0)."""
+    with np.errstate(over="ignore"):
+        e = np.exp(np.negative(x, out=out), out=out)
+    e += 1.0
+    return np.reciprocal(e, out=e)
+
+
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b)
+
+
+def _solve_batched(A: np.ndarray, rhs: np.ndarray):
+    """Solve A x = rhs for a batch; rows whose A is singular get NaN and a False flag."""
+    try:
+        return np.linalg.solve(A, rhs), np.ones(len(A), bool)
+    except np.linalg.LinAlgError:
+        out = np.full(rhs.shape, np.nan)
+        ok = np.zeros(len(A), bool)
+        for k in range(len(A)):  # rare path: locate the singular systems one by one
+            try:
+                out[k] = np.linalg.solve(A[k], rhs[k])
+                ok[k] = True
+            except np.linalg.LinAlgError:
+                pass
+        return out, ok
+
+
+def _basic_checks(nobs, s1, s2, c):
+    """errcode per variant from counts alone (before any fit)."""
+    err = np.zeros(len(nobs), np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sst = s2 - s1 * s1 / nobs
+    scale = np.maximum(s2, 1.0)
+    err[~(sst > 1e-12 * scale)] = _CONST
+    err[nobs - c - 1 <= 0] = _NO_DF
+    err[nobs == 0] = _ALL_MISSING
+    return err, sst
+
+
+def linear_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design) -> np.ndarray:
+    """Per-variant OLS t-tests for one block.
+
+    Parameters
+    ----------
+    D : (B, n) float64 A1 dosages of the used samples, 0 where missing.
+    miss : (B, n) float64 missing indicators (1 = missing), or None when nothing is missing.
+    design : Design with model "linear".
+
+    Returns
+    -------
+    (B, 6) float64: n, a1 count, beta, se, t, errcode index.
+    """
+    B, n = D.shape
+    c = design.c
+    G = D @ design.V
+    b, gy, s1 = G[:, :c], G[:, c], G[:, c + 1]
+    s2 = _rowdot(D, D)
+    nmiss = np.zeros(B) if miss is None else miss.sum(axis=1, dtype=np.float64)
+    nobs = n - nmiss
+    err, sst = _basic_checks(nobs, s1, s2, c)
+    T = len(design.tri[0])
+    if miss is not None and nmiss.any():
+        # Gram of Q, Q'y and y'y over the observed samples: full-sample values minus the
+        # missing samples' contributions (float64: float32 here costs ~1e-6 in beta)
+        corr = miss @ design.Kmiss
+        A = np.eye(c) - _unpack_sym(corr[:, :T], c, design.tri)
+        u = -corr[:, T:T + c]
+        yy = design.yy - corr[:, T + c]
+    else:
+        A = np.broadcast_to(np.eye(c), (B, c, c))
+        u = np.zeros((B, c))
+        yy = np.full(B, design.yy)
+    sol, ok = _solve_batched(A, np.stack([b, u], axis=-1))
+    err[~ok & (err == _OK)] = _COVAR_SINGULAR
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sgg = s2 - np.einsum("bi,bi->b", b, sol[..., 0])
+        sgy = gy - np.einsum("bi,bi->b", b, sol[..., 1])
+        syy = yy - np.einsum("bi,bi->b", u, sol[..., 1])
+        err[(err == _OK) & ~(sgg > 1e-8 * sst)] = _CORR
+        beta = sgy / sgg
+        df = nobs - c - 1
+        rss = np.maximum(syy - beta * sgy, 0.0)
+        se = np.sqrt(rss / df / sgg)
+        stat = beta / se
+    out = np.column_stack([nobs, s1, beta, se, stat, err.astype(np.float64)])
+    out[err != _OK, 2:5] = np.nan
+    return out
+
+
+def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
+                    max_iter: int = 25, tol: float = 1e-10) -> np.ndarray:
+    """Per-variant logistic regression (Wald test) for one block, Newton-Raphson batched.
+
+    Parameters as in :func:`linear_kernel` (``design.model == "logistic"``, y 0/1).
+    Every variant starts at the null fit (covariate coefficients ``a0``, beta 0); the first
+    Newton step uses the null fit's weights, shared by all variants, so it costs only a
+    few matrix products. Converged when every coefficient moves by less than
+    ``tol * max(1, |coefficient|)``; the standard error comes from the information matrix
+    of the last step. Non-convergence or a singular information matrix gives NaN and
+    errcode ``LOGISTIC_CONVERGE_FAIL`` (no Firth fallback).
+
+    Returns (B, 6) float64: n, a1 count, beta, se, z, errcode index.
+    """
+    B, n = D.shape
+    c = design.c
+    Q, tri = design.Q, design.tri
+    T = len(tri[0])
+    G = D @ design.V  # [Q'g, g'r0, sum g]
+    s1 = G[:, c + 1]
+    s2 = _rowdot(D, D)
+    nmiss = np.zeros(B) if miss is None else miss.sum(axis=1, dtype=np.float64)
+    has_miss = miss is not None and bool(nmiss.any())
+    nobs = n - nmiss
+    err, _ = _basic_checks(nobs, s1, s2, c)
+
+    # ---- step 0 at the null fit: weights w0 shared by all variants
+    U = np.empty((B, c + 1))
+    H = np.empty((B, c + 1, c + 1))
+    H[:, :c, :c] = design.QwQ0
+    U[:, :c] = design.Qr0
+    if has_miss:
+        corr = miss @ design.Kmiss
+        H[:, :c, :c] -= _unpack_sym(corr[:, :T], c, tri)
+        U[:, :c] -= corr[:, T:T + c]
+    U[:, c] = G[:, c]
+    hab = D @ design.Qw0
+    H[:, :c, c] = hab
+    H[:, c, :c] = hab
+    H[:, c, c] = (D * D) @ design.w0
+    theta = np.zeros((B, c + 1))
+    theta[:, :c] = design.a0
+
+    active = np.flatnonzero(err == _OK)
+    converged = np.zeros(B, bool)
+    inv_bb = np.full(B, np.nan)
+    eye_last = np.zeros((1, c + 1))
+    eye_last[0, c] = 1.0
+    Hk, Uk = H[active], U[active]
+    for it in range(max_iter + 1):
+        if len(active) == 0:
+            break
+        if it > 0:
+            Uk, Hk = _logistic_grad_hess(D[active], None if not has_miss else miss[active],
+                                         theta[active], design)
+        rhs = np.stack([Uk, np.broadcast_to(eye_last, Uk.shape)], axis=-1)
+        sol, ok = _solve_batched(Hk, rhs)
+        step = sol[..., 0]
+        fine = ok & np.all(np.isfinite(step), axis=1)
+        theta[active[fine]] += step[fine]
+        inv_bb[active] = sol[:, c, 1]
+        done = fine & np.all(np.abs(step) <= tol * np.maximum(1.0, np.abs(theta[active])), axis=1)
+        converged[active[done]] = True
+        # singular information (separation) or a diverging fit: stop and report failure
+        dead = ~fine | (np.abs(theta[active, c]) > 1e3)
+        active = active[~done & ~dead]
+    err[(err == _OK) & ~converged] = _NOCONV
+    beta = theta[:, c].copy()
+    with np.errstate(invalid="ignore"):
+        se = np.sqrt(inv_bb)
+        err[(err == _OK) & ~(se > 0)] = _NOCONV
+        stat = beta / se
+    out = np.column_stack([nobs, s1, beta, se, stat, err.astype(np.float64)])
+    out[err != _OK, 2:5] = np.nan
+    return out
+
+
+def _logistic_grad_hess(D, miss, theta, design):
+    """Score (B, c+1) and information (B, c+1, c+1) of the logistic model at theta."""
+    c = design.c
+    eta = theta[:, :c] @ design.Q.T
+    eta += theta[:, c:] * D
+    if miss is not None:
+        # push missing samples to p == y exactly, so that they add nothing to score or
+        # information (cheaper than masking r and w separately)
+        eta += miss * design.offset_miss
+    p = _expit(eta, out=eta)
+    r = design.y - p
+    w = p
+    w -= p * p                      # p (1 - p), in place
+    U = np.empty((len(D), c + 1))
+    U[:, :c] = r @ design.Q
+    U[:, c] = _rowdot(r, D)
+    H = np.empty((len(D), c + 1, c + 1))
+    # float64 throughout: a float32 covariate block was measured to move SEs by ~1e-6
+    H[:, :c, :c] = _unpack_sym(w @ design.Kw, c, design.tri)
+    wD = w * D
+    hab = wD @ design.Q
+    H[:, :c, c] = hab
+    H[:, c, :c] = hab
+    H[:, c, c] = _rowdot(wD, D)
+    return U, H
+
+
+# --------------------------------------------------------------------------------------
+# decoding chunks and the per-chunk pure function
+# --------------------------------------------------------------------------------------
+def decode_block(packed: np.ndarray, n_file: int, sample_idx: np.ndarray | None):
+    """Packed .bed rows (B, ceil(n_file/4)) -> (D float64 (B, n), miss float64 (B, n) or None).
+
+    ``D`` holds A1 dosages (.bim column 5) with 0 at missing calls; ``miss`` flags the
+    missing calls (None when the block has none). ``sample_idx``: file positions of the
+    samples used, in order, or None for all samples in file order.
+    """
+    packed = np.asarray(packed, dtype=np.uint8)
+    B = packed.shape[0]
+    if sample_idx is None:
+        D = np.take(_BYTE_DOSAGE_ITEM, packed).view(np.float64).reshape(B, -1)[:, :n_file]
+        # count missing calls per row from byte tables (padding bits of the last byte
+        # excluded by decoding that byte exactly)
+        full = n_file // 4
+        nm = np.take(_BYTE_NMISS, packed[:, :full]).sum(axis=1, dtype=np.int64)
+        if n_file % 4:
+            nm += (BYTE_TO_CODES[packed[:, full]][:, : n_file % 4] == 1).sum(axis=1)
+        miss = None
+        if nm.any():
+            miss = np.take(_BYTE_MISS_ITEM, packed).view(np.float64).reshape(B, -1)[:, :n_file]
+        if n_file % 4:
+            D = np.ascontiguousarray(D)
+            if miss is not None:
+                miss = np.ascontiguousarray(miss)
+        return D, miss
+    codes = unpack_codes(packed, n_file, sample_idx)
+    D = _CODE_DOSAGE_F64[codes]
+    m = codes == 1
+    return D, (m.astype(np.float64) if m.any() else None)
+
+
+def _kernel(D, miss, design, max_iter):
+    if design.missing == "mean" and miss is not None:
+        # mean imputation: fill with the observed mean, then test as if nothing were missing
+        nm = miss.sum(axis=1, dtype=np.float64)
+        nobs = D.shape[1] - nm
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu = D.sum(axis=1) / nobs
+        D = D + miss * np.nan_to_num(mu)[:, None]
+        # the imputed A1 count over all n samples is n * mu: a1_freq stays the observed one
+        out = (linear_kernel(D, None, design) if design.model == "linear"
+               else logistic_kernel(D, None, design, max_iter=max_iter))
+        # a variant with no observed call stays ALL_MISSING (n = 0), not "n samples"
+        allmiss = nobs == 0
+        out[allmiss, 0] = 0
+        out[allmiss, 2:5] = np.nan
+        out[allmiss, 5] = _ALL_MISSING
+        return out
+    if design.model == "linear":
+        return linear_kernel(D, miss, design)
+    return logistic_kernel(D, miss, design, max_iter=max_iter)
+
+
+def chunk_stats(packed: np.ndarray, design: Design, max_iter: int = 25) -> np.ndarray:
+    """The per-chunk pure function: packed .bed rows (B, bytes) -> (B, 6) statistics.
+
+    Works through the chunk in blocks of at most :data:`SUB_BLOCK` variants; each variant's
+    result depends only on its own genotypes, so chunk sizes do not change results.
+    """
+    packed = np.asarray(packed)
+    out = np.empty((packed.shape[0], _NSTAT))
+    sb = _sub_block(design.n)
+    for s in range(0, packed.shape[0], sb):
+        D, miss = decode_block(packed[s:s + sb], design.n_file, design.sample_idx)
+        out[s:s + sb] = _kernel(D, miss, design, max_iter)
+    return out
+
+
+def dosage_chunk_stats(dosage: np.ndarray, design: Design, max_iter: int = 25) -> np.ndarray:
+    """Like :func:`chunk_stats` for a float dosage block (n_all, B), NaN missing.
+
+    Rows are all samples of the input array; ``design.sample_idx`` selects the used ones.
+    """
+    X = np.asarray(dosage, dtype=np.float64)
+    if design.sample_idx is not None:
+        X = X[design.sample_idx]
+    out = np.empty((X.shape[1], _NSTAT))
+    sb = _sub_block(design.n)
+    for s in range(0, X.shape[1], sb):
+        blk = np.ascontiguousarray(X[:, s:s + sb].T)
+        m = np.isnan(blk)
+        miss = m.astype(np.float64) if m.any() else None
+        D = np.where(m, 0.0, blk)
+        out[s:s + sb] = _kernel(D, miss, design, max_iter)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# BLAS threads: the threaded scheduler already runs one chunk per core, so each chunk's
+# matrix products run single-threaded (oversubscribed BLAS threads cost ~1.5-3x here)
+# --------------------------------------------------------------------------------------
+def _openblas():
+    """ctypes (get, set) for numpy's bundled OpenBLAS thread count, or None."""
+    import ctypes
+    import glob
+    import os
+
+    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "libopenblas*.so*")
+    for path in glob.glob(libs):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for suffix in ("64_", "_64_", ""):
+            get = getattr(lib, f"openblas_get_num_threads{suffix}", None)
+            set_ = getattr(lib, f"openblas_set_num_threads{suffix}", None)
+            if get is not None and set_ is not None:
+                get.restype = ctypes.c_int
+                set_.argtypes = [ctypes.c_int]
+                return get, set_
+    return None
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int):
+    """Temporarily set numpy's OpenBLAS thread count (no-op if it cannot be found)."""
+    api = _openblas()
+    if api is None:
+        yield
+        return
+    get, set_ = api
+    old = get()
+    set_(n)
+    try:
+        yield
+    finally:
+        set_(old)
+
+
+# --------------------------------------------------------------------------------------
+# input validation and alignment
+# --------------------------------------------------------------------------------------
+def _align(values, samples: pd.DataFrame | None, n: int, what: str):
+    """Phenotype / covariates -> positional order of the genotype samples.
+
+    Accepted: an array (n,) or (n, k) in sample order; a pandas object with the same
+    RangeIndex as ``samples``; or a pandas object indexed by IID (or a (FID, IID)
+    MultiIndex), matched to ``samples``. Samples absent from the index become NaN.
+    """
+    if isinstance(values, (pd.Series, pd.DataFrame)):
+        idx = values.index
+        if samples is not None and not isinstance(idx, pd.RangeIndex) and not (
+            idx.dtype.kind in "iu" and idx.equals(samples.index)
+        ):
+            if isinstance(idx, pd.MultiIndex):
+                if idx.nlevels != 2:
+                    raise InputError(f"{what}: a MultiIndex must have two levels (FID, IID)")
+                if idx.has_duplicates:
+                    raise InputError(f"{what}: duplicate (FID, IID) in the index")
+                keys = pd.MultiIndex.from_arrays([samples["fid"].astype(str), samples["iid"].astype(str)])
+                values = values.copy()
+                values.index = pd.MultiIndex.from_arrays(
+                    [idx.get_level_values(0).astype(str), idx.get_level_values(1).astype(str)])
+            else:
+                if idx.has_duplicates:
+                    raise InputError(f"{what}: duplicate sample IDs in the index, e.g. "
+                                     f"{idx[idx.duplicated()][0]!r}")
+                if samples["iid"].duplicated().any():
+                    raise InputError(f"{what}: IIDs are not unique in the .fam; index by (FID, IID)")
+                keys = pd.Index(samples["iid"].astype(str))
+                values = values.copy()
+                values.index = idx.astype(str)
+            if not keys.isin(values.index).any():
+                raise InputError(f"{what}: none of its sample IDs match the genotype samples "
+                                 f"(first .fam IID {samples['iid'].iloc[0]!r}, first {what} ID {idx[0]!r})")
+            return values.reindex(keys)
+        if len(values) != n:
+            raise InputError(f"{what} has {len(values)} rows but there are {n} genotype samples")
+        return values.set_axis(range(n), axis=0)
+    arr = np.asarray(values)
+    if arr.shape[0] != n:
+        raise InputError(f"{what} has {arr.shape[0]} rows but there are {n} genotype samples")
+    return arr
+
+
+def _phenotype_vector(phenotype, samples, n) -> np.ndarray:
+    ph = _align(phenotype, samples, n, "phenotype")
+    if isinstance(ph, pd.DataFrame):
+        if ph.shape[1] != 1:
+            raise InputError(f"phenotype must be one column, got {ph.shape[1]}: {list(ph.columns)}")
+        ph = ph.iloc[:, 0]
+    arr = np.asarray(ph)
+    if arr.ndim != 1:
+        raise InputError(f"phenotype must be one-dimensional, got shape {arr.shape}")
+    try:
+        return np.asarray(pd.to_numeric(pd.Series(arr), errors="raise"), dtype=np.float64)
+    except (ValueError, TypeError):
+        raise InputError("phenotype must be numeric (NaN for missing)") from None
+
+
+def _covariate_matrix(covariates, samples, n):
+    if covariates is None:
+        return np.empty((n, 0)), []
+    cov = _align(covariates, samples, n, "covariates")
+    if not isinstance(cov, pd.DataFrame):
+        arr = np.asarray(cov)
+        arr = arr.reshape(n, -1)
+        cov = pd.DataFrame(arr, columns=[f"covar{k + 1}" for k in range(arr.shape[1])])
+    cats = [col for col in cov.columns
+            if isinstance(cov[col].dtype, pd.CategoricalDtype) or cov[col].dtype == object
+            or cov[col].dtype == bool]
+    if cats:
+        # categorical columns -> one-hot indicators, first level dropped (the intercept
+        # carries it); a missing category stays missing
+        for col in cats:
+            s = cov[col]
+            if s.dtype == bool:
+                cov[col] = s.astype(float)
+                continue
+            dummies = pd.get_dummies(s, prefix=str(col), drop_first=True, dtype=float)
+            dummies[s.isna().to_numpy()] = np.nan
+            cov = pd.concat([cov.drop(columns=[col]), dummies], axis=1)
+    names = [str(col) for col in cov.columns]
+    try:
+        C = cov.apply(pd.to_numeric, errors="raise").to_numpy(dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"covariates must be numeric or categorical: {exc}") from None
+    return C, names
+
+
+def _choose_model(y: np.ndarray, model: str):
+    """Return (model, y recoded): binary 1/2 -> 0/1."""
+    if model not in ("auto", "linear", "logistic"):
+        raise InputError(f"model must be 'auto', 'linear' or 'logistic', got {model!r}")
+    vals = np.unique(y)
+    if len(vals) == 0:
+        raise InputError("no sample has a non-missing phenotype and complete covariates")
+    if len(vals) == 1:
+        kind = "one class" if model == "logistic" or vals[0] in (0, 1, 2) else "a constant"
+        raise InputError(f"the phenotype is constant ({vals[0]!r} for all {len(y)} samples used): "
+                         f"{kind}, nothing to test")
+    binary = len(vals) == 2 and (set(vals) <= {0.0, 1.0} or set(vals) <= {1.0, 2.0})
+    if model == "auto":
+        model = "logistic" if binary else "linear"
+        if len(vals) == 2 and not binary:
+            warnings.warn(f"phenotype has two values {list(vals)} not coded 0/1 or 1/2: "
+                          "running linear regression", stacklevel=3)
+    if model == "logistic":
+        if not binary:
+            raise InputError(f"logistic regression needs a 0/1 or 1/2 phenotype, got values "
+                             f"{list(vals[:5])}{' ...' if len(vals) > 5 else ''}")
+        y = y - vals[0]
+    return model, y
+
+
+# --------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------
+def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", missing: str = "drop",
+                chunk: int | None = None, progress: bool | None = None, max_iter: int = 25) -> pd.DataFrame:
+    """Per-SNP linear or logistic regression with covariates (plink2 ``--glm`` equivalent).
+
+    Parameters
+    ----------
+    genotypes : Genotypes or array (n_samples, n_variants)
+        A :func:`gwaslift.read_plink` result (read lazily, chunk by chunk, from the packed
+        .bed), or a numpy / Dask array of A1 dosages with NaN for missing calls.
+    phenotype : array (n_samples,) or pandas Series
+        Aligned with ``genotypes.samples`` by position, or by IID / (FID, IID) index.
+        NaN = missing (the sample is dropped). Binary traits are coded 0/1 or 1/2.
+    covariates : DataFrame (n_samples, k), array, or None
+        Aligned like ``phenotype`` (PCs, age, sex, ...). Categorical / string columns are
+        expanded to one-hot indicators (first level dropped). A sample with any NaN
+        covariate is dropped. The intercept is always added.
+    model : "auto", "linear" or "logistic"
+        ``auto``: logistic when the phenotype has exactly two values coded 0/1 or 1/2.
+    missing : "drop" or "mean"
+        Missing genotypes: per-variant drop (plink2, default) or mean imputation.
+    chunk : int, optional
+        Variants per task (default: the genotypes' own chunking). Results do not depend on it.
+    progress : bool or None
+        Progress bar over chunks (None: only on a terminal).
+    max_iter : int
+        Newton iterations allowed per variant (logistic).
+
+    Returns
+    -------
+    DataFrame, one row per variant: ``chrom, pos, snp, a1, a2, a1_freq, n, beta, se, stat,
+    p, log10_p, errcode`` (see the module docstring); ``beta`` is per A1 allele (log odds
+    ratio for logistic); ``stat`` is t (linear) or Wald z (logistic). ``attrs`` holds
+    ``model``, ``covariates`` (names) and ``missing``.
+    """
+    import dask
+    import dask.array as da
+
+    from .io.plink import Genotypes
+
+    if missing not in ("drop", "mean"):
+        raise InputError(f"missing must be 'drop' or 'mean', got {missing!r}")
+    is_geno = isinstance(genotypes, Genotypes)
+    if is_geno:
+        samples, n_all = genotypes.samples, genotypes.n_samples
+    else:
+        arr = genotypes if isinstance(genotypes, da.Array) else np.asarray(genotypes)
+        if arr.ndim != 2:
+            raise InputError(f"genotypes must be a Genotypes or a 2-D (samples x variants) array, "
+                             f"got shape {arr.shape}")
+        samples, n_all = None, arr.shape[0]
+    y = _phenotype_vector(phenotype, samples, n_all)
+    C, names = _covariate_matrix(covariates, samples, n_all)
+    keep = np.isfinite(y) & np.all(np.isfinite(C), axis=1)
+    model, y_used = _choose_model(y[keep], model)
+    c = 1 + C.shape[1]
+    if keep.sum() <= c + 1:
+        raise InputError(f"only {int(keep.sum())} samples have a phenotype and complete covariates; "
+                         f"need more than {c + 1} for {c} covariate columns + genotype")
+    keep_pos = np.flatnonzero(keep)
+
+    if is_geno:
+        g = genotypes.with_chunks(chunk) if chunk is not None else genotypes
+        file_idx = g.sample_idx[keep_pos]
+        all_in_order = len(file_idx) == g.source.n_samples and np.array_equal(
+            file_idx, np.arange(g.source.n_samples))
+        design = make_design(y_used, C[keep], names, model, missing,
+                             sample_idx=None if all_in_order else file_idx, n_file=g.source.n_samples)
+        blocks = g.packed.to_delayed().ravel()
+        fn = chunk_stats
+        variants = g.variants
+    else:
+        design = make_design(y_used, C[keep], names, model, missing,
+                             sample_idx=None if keep.all() else keep_pos, n_file=n_all)
+        darr = arr if isinstance(arr, da.Array) else da.from_array(arr, chunks=(n_all, chunk or 4096))
+        if chunk is not None:
+            darr = darr.rechunk((n_all, chunk))  # the caller asked for this task size
+        darr = darr.rechunk({0: -1})  # a task needs all samples of its variants
+        blocks = darr.to_delayed().ravel()
+        fn = dosage_chunk_stats
+        m = arr.shape[1]
+        variants = pd.DataFrame({"chrom": [None] * m, "snp": [f"v{k}" for k in range(m)],
+                                 "pos": np.zeros(m, np.int64), "a1": [None] * m, "a2": [None] * m})
+
+    d_design = dask.delayed(design, pure=True)
+    tasks = [dask.delayed(fn, pure=True)(blk, d_design, max_iter) for blk in blocks]
+    import dask.threaded
+
+    local_threads = dask.base.get_scheduler(collections=tasks[:1]) is dask.threaded.get
+    with _blas_threads(1) if local_threads and len(tasks) > 1 else contextlib.nullcontext():
+        if progress_enabled(progress) and len(tasks) > 1:
+            step = 8
+            parts = []
+            for s in progress_bar(range(0, len(tasks), step), total=-(-len(tasks) // step),
+                                  desc=f"{model} GWAS", progress=progress):
+                parts.extend(dask.compute(*tasks[s:s + step]))
+        else:
+            parts = dask.compute(*tasks)
+    stats = np.concatenate(parts, axis=0) if parts else np.empty((0, _NSTAT))
+    return _label(stats, variants, design, names, missing)
+
+
+def _label(stats, variants, design, names, missing) -> pd.DataFrame:
+    from scipy import stats as sps
+
+    nobs = stats[:, 0]
+    err = stats[:, 5].astype(np.int64)
+    stat = stats[:, 4]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq = stats[:, 1] / (2 * nobs)
+        if design.model == "linear":
+            df = nobs - design.c - 1
+            logp = _t_log_p(np.abs(stat), df)
+        else:
+            logp = np.log(2.0) + sps.norm.logsf(np.abs(stat))
+    logp = np.minimum(logp, 0.0)
+    out = pd.DataFrame({
+        "chrom": variants["chrom"].to_numpy(),
+        "pos": variants["pos"].to_numpy(),
+        "snp": variants["snp"].to_numpy(),
+        "a1": variants["a1"].to_numpy(),
+        "a2": variants["a2"].to_numpy(),
+        "a1_freq": freq,
+        "n": nobs.astype(np.int64),
+        "beta": stats[:, 2],
+        "se": stats[:, 3],
+        "stat": stat,
+        "p": np.exp(logp),
+        "log10_p": -logp / np.log(10.0),
+        "errcode": np.asarray(ERRCODES, dtype=object)[err],
+    })
+    out.attrs.update(model=design.model, covariates=list(names), missing=missing)
+    return out
+
+
+def _t_log_p(t: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """log of the two-sided t-test p-value, finite even far below the double range.
+
+    ``scipy.stats.t.logsf`` returns -inf once the p-value underflows (e.g. t = 750 with
+    2,996 df); there we use p = I_x(df/2, 1/2), x = df / (df + t^2), whose log comes from
+    the incomplete-beta continued fraction (Numerical Recipes ``betacf``, Lentz's method).
+    """
+    from scipy import stats as sps
+
+    t = np.asarray(t, dtype=np.float64)
+    df = np.broadcast_to(np.asarray(df, dtype=np.float64), t.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logp = np.log(2.0) + sps.t.logsf(t, df)
+    fix = np.isneginf(logp) & np.isfinite(t) & (df > 0)
+    if fix.any():
+        logp[fix] = _t_log_p_cf(t[fix], df[fix])
+    return logp
+
+
+def _t_log_p_cf(t: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """log p (two-sided t test) = log I_x(df/2, 1/2), x = df/(df+t^2), by continued fraction.
+
+    Accurate where x < (a + 1) / (a + b + 2), i.e. roughly t^2 > 3: always the case where
+    the p-value underflows, the only place it is used.
+    """
+    from scipy import special
+
+    a, b = df / 2.0, 0.5
+    x = df / (df + t * t)
+    log1mx = np.log(t * t) - np.log(df + t * t)
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+
+    def guard(v):
+        return np.where(np.abs(v) < tiny, tiny, v)
+
+    c = np.ones_like(x)
+    d = 1.0 / guard(1.0 - qab * x / qap)
+    h = d.copy()
+    for m in range(1, 1000):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 / guard(1.0 + aa * d)
+        c = guard(1.0 + aa / c)
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 / guard(1.0 + aa * d)
+        c = guard(1.0 + aa / c)
+        delta = d * c
+        h *= delta
+        if np.all(np.abs(delta - 1.0) < 1e-15):
+            break
+    return a * np.log(x) + b * log1mx - special.betaln(a, b) - np.log(a) + np.log(h)
+
+
+def genomic_inflation(p=None, *, log10_p=None) -> float:
+    """lambda_GC: median chi-square (1 df) of the p-values / 0.454936... (its null median).
+
+    Parameters
+    ----------
+    p : array of p-values, or a sumstats DataFrame (its ``log10_p`` column, else ``p``).
+    log10_p : array of -log10 p (alternative to ``p``; tiny p-values are not lost).
+
+    NaN entries are ignored. Returns NaN when no p-value is finite.
+    """
+    from scipy import special, stats as sps
+
+    if isinstance(p, pd.DataFrame):
+        if "log10_p" in p:
+            p, log10_p = None, p["log10_p"]
+        else:
+            p = p["p"]
+    if (p is None) == (log10_p is None):
+        raise InputError("give exactly one of p or log10_p")
+    if log10_p is not None:
+        lg = np.asarray(log10_p, dtype=np.float64)
+        lg = lg[np.isfinite(lg)]
+        # chi2_1 = z^2 with z = Phi^-1(p / 2), evaluated from log p (no underflow)
+        z = special.ndtri_exp(-lg * np.log(10.0) - np.log(2.0))
+        chi2 = z * z
+    else:
+        pv = np.asarray(p, dtype=np.float64)
+        pv = pv[np.isfinite(pv)]
+        chi2 = sps.chi2.isf(pv, 1)
+    if chi2.size == 0:
+        return float("nan")
+    return float(np.median(chi2) / sps.chi2.ppf(0.5, 1))
