@@ -1,0 +1,669 @@
+"""Training the L1-penalized networks: every (configuration, seed) pair of a grid at once.
+
+Objective of one member (per training sample, i.e. what one minibatch step estimates)::
+
+    mean_b loss(f(x_b), y_b)  +  (l1 / n_train) * sum_ij |W1_ij|
+
+``loss`` is BCE-with-logits (binary, optional ``pos_weight``) or MSE on the standardized
+trait; ``W1`` are the first-layer SNP weights only (not biases, covariate weights or deeper
+layers). Scale: dividing by the number of training samples makes ``l1`` the rate of a
+Laplace prior on W1 in the *summed* log-likelihood, so its meaning does not change with
+the batch size. Measured sparsity (exact zeros, at the early-stopped weights): on the
+10,000 x 10,000 benchmark (5,000 training samples, lr 3e-3, 4-5 epochs) l1 = 0.01 and 0.1
+keep every SNP, l1 = 1 keeps 83-93% of SNPs and l1 = 10 keeps 24-66%; on the 300-sample
+test cohort l1 = 2 zeroes ~90% of first-layer weights and l1 >= 3 can zero the whole layer
+(a constant model). Sparsity grows with training length and shrinks with n_train.
+
+``l1_mode="proximal"`` (default): after each Adam step the SNP weights go through the soft
+threshold of Adam's own diagonal metric, ``w <- sign(w) max(|w| - lr * lam / denom, 0)``
+with ``denom = sqrt(v_hat) + eps`` and ``lam = l1 / n_train``; a zero weight therefore stays
+exactly zero while the running mean gradient ``|m_hat| <= lam`` (for ``optimizer="sgd"``
+the threshold is ``lr * lam``). ``l1_mode="subgradient"`` adds ``lam * sign(w)`` to the
+gradient instead (what autograd does with the penalty added to the loss; no exact zeros).
+
+How members share work: they see the same minibatch sequence (fixed by ``shuffle_seed``,
+not by their init ``seed``), so each batch is gathered and decoded once for all of them,
+and (``stacked=True``, the default on CUDA) their first layers are one stacked matrix
+product ``x @ [W1_1; W1_2; ...].T`` (one gradient GEMM back). On CPU the default runs one
+GEMM per member on the shared batch instead: same speed there, and it keeps a member's
+arithmetic bitwise the same alone or in any grid (BLAS may sum in another order for another
+total width; the tests check both: bitwise per member, to float tolerance stacked). The
+rest of each network and its Adam update always run per member on its own tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .._util import atomic_path, progress_bar
+from ..errors import InputError
+from ..io.packed import unpack_codes
+from .data import check_variants, iter_batches, packed_nbytes, stage
+from .fit import (DeepFit, Member, Split, VARIANT_COLUMNS, _sha256, config_json,
+                  load_member_weights, make_split, member_key, save_member_weights)
+from .network import GenotypeMLP
+
+#: training options and their defaults (stored in DeepFit.config)
+DEFAULTS = dict(epochs=100, patience=5, batch_size=256, optimizer="adam", betas=[0.9, 0.999], eps=1e-8,
+                l1_mode="proximal", pos_weight=None, shuffle_seed=0)
+
+DEFAULT_CPU_BYTES = 4 * 2**30
+
+
+# ===================================================================== inputs
+def resolve_device(device) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _phenotype(genotypes, phenotype, trait: str | None):
+    """float64 y (n_samples,) aligned with genotypes.samples (NaN = excluded) and the trait kind."""
+    y = np.asarray(phenotype.to_numpy() if hasattr(phenotype, "to_numpy") else phenotype, dtype=np.float64).reshape(-1)
+    if y.shape[0] != genotypes.n_samples:
+        raise InputError(f"phenotype has {y.shape[0]} values, expected one per sample ({genotypes.n_samples}) "
+                         "in the order of genotypes.samples")
+    obs = y[~np.isnan(y)]
+    if obs.size == 0:
+        raise InputError("phenotype has no non-missing values")
+    vals = np.unique(obs)
+    if trait is None:
+        trait = "binary" if (set(vals) <= {0.0, 1.0} or set(vals) <= {1.0, 2.0}) else "quantitative"
+    if trait == "binary":
+        if set(vals) <= {1.0, 2.0} and not set(vals) <= {0.0, 1.0}:
+            y = y - 1.0  # PLINK coding: 1 control, 2 case
+        if not set(np.unique(y[~np.isnan(y)])) <= {0.0, 1.0}:
+            raise InputError("a binary phenotype must be coded 0/1 (or PLINK 1/2)")
+        if len(np.unique(y[~np.isnan(y)])) < 2:
+            raise InputError("a binary phenotype needs both cases and controls")
+    elif trait != "quantitative":
+        raise InputError(f"trait must be 'binary' or 'quantitative', got {trait!r}")
+    return y, trait
+
+
+def _covariates(genotypes, covariates):
+    if covariates is None:
+        return None, []
+    if hasattr(covariates, "columns"):
+        names = [str(c) for c in covariates.columns]
+        arr = covariates.to_numpy(dtype=np.float64)
+    else:
+        arr = np.asarray(covariates, dtype=np.float64)
+        arr = arr[:, None] if arr.ndim == 1 else arr
+        names = [f"covar{i}" for i in range(arr.shape[1])]
+    if arr.shape[0] != genotypes.n_samples:
+        raise InputError(f"covariates have {arr.shape[0]} rows, expected one per sample ({genotypes.n_samples})")
+    return arr, names
+
+
+def training_center(genotypes, train_pos: np.ndarray) -> np.ndarray:
+    """2 x A1 frequency (mean observed dosage) among ``train_pos``, streamed chunk by chunk (float32).
+
+    Counted from the 2-bit codes: (2 n_homA1 + n_het) / n_observed; 0 for a SNP with no call.
+    """
+    fidx = genotypes.sample_idx[np.asarray(train_pos)]
+    out = np.zeros(genotypes.n_variants, np.float32)
+    for start, stop in genotypes.variant_blocks():
+        codes = unpack_codes(genotypes.read_packed(start, stop), genotypes.source.n_samples, fidx)
+        n_hom1 = (codes == 0).sum(1, dtype=np.int64)
+        n_het = (codes == 2).sum(1, dtype=np.int64)
+        n_obs = codes.shape[1] - (codes == 1).sum(1, dtype=np.int64)
+        out[start:stop] = np.where(n_obs > 0, (2 * n_hom1 + n_het) / np.maximum(n_obs, 1), 0.0)
+    return out
+
+
+# ===================================================================== data on the device
+class _Data:
+    """Labels, covariates and genotype batches on the training device."""
+
+    def __init__(self, genotypes, y, cov_std, center, split: Split, device, resident, max_device_bytes):
+        self.g = genotypes
+        self.device = device
+        self.y = torch.as_tensor(np.nan_to_num(y).astype(np.float32), device=device)
+        self.cov = torch.as_tensor(cov_std, device=device) if cov_std is not None else None
+        self.center = torch.as_tensor(np.asarray(center, dtype=np.float32), device=device)
+        needed = np.sort(np.concatenate([split.train, split.early_stop, split.validation]))
+        if max_device_bytes is None:
+            if device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(device)
+                max_device_bytes = free // 2
+            else:
+                max_device_bytes = DEFAULT_CPU_BYTES
+        self.max_stage_bytes = int(max_device_bytes)
+        if resident is None:
+            resident = packed_nbytes(genotypes.n_variants, len(needed)) <= self.max_stage_bytes
+        self.store = stage(genotypes, needed, device) if resident else None
+        self.store_index = None
+        if resident:
+            self.store_index = np.full(genotypes.n_samples, -1, np.int64)
+            self.store_index[needed] = np.arange(len(needed))
+
+    def batches(self, positions, batch_size):
+        for pos, x in iter_batches(self.g, positions, self.center, batch_size, self.device, store=self.store,
+                                   store_index=self.store_index, max_stage_bytes=self.max_stage_bytes):
+            p = torch.as_tensor(pos, device=self.device)
+            yield x, (self.cov[p] if self.cov is not None else None), self.y[p]
+
+
+# ===================================================================== the member stack
+@dataclass
+class _MState:
+    """Training state of one member: its small layers, their Adam moments, early-stopping record."""
+
+    config: dict
+    seed: int
+    role: str
+    h1: int
+    small: dict                     # name -> leaf tensor (snp_linear.bias, covar_linear.weight, ...)
+    w1: torch.Tensor
+    m1: torch.Tensor
+    v1: torch.Tensor
+    m_small: dict = field(default_factory=dict)
+    v_small: dict = field(default_factory=dict)
+    best: dict | None = None
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    bad: int = 0
+    epochs: int = 0
+    train_loss: float = math.nan
+
+
+def _init_member(n_snps, n_covar, config, seed, role, device):
+    """Initial weights: GenotypeMLP's default init under ``torch.manual_seed(seed)``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        net = GenotypeMLP(n_snps, config["hidden"], n_covar)
+    sd = {k: v.detach().to(device) for k, v in net.state_dict().items()}
+    w1 = sd.pop("snp_linear.weight")
+    small = {k: v.clone().requires_grad_(True) for k, v in sd.items()}
+    return _MState(config, int(seed), role, int(config["hidden"][0]), small, w1.requires_grad_(True),
+                   torch.zeros_like(w1), torch.zeros_like(w1),
+                   m_small={k: torch.zeros_like(v) for k, v in small.items()},
+                   v_small={k: torch.zeros_like(v) for k, v in small.items()})
+
+
+def _member_forward(z1, c, small):
+    """Rest of one network from its first-layer SNP pre-activation z1 (b, h1) -> (b,)."""
+    z = z1 + small["snp_linear.bias"]
+    if "covar_linear.weight" in small:
+        z = z + c @ small["covar_linear.weight"].T
+    h = torch.relu(z)
+    h = torch.relu(h @ small["hidden_linear.weight"].T + small["hidden_linear.bias"])
+    return (h @ small["out_linear.weight"].T + small["out_linear.bias"]).squeeze(1)
+
+
+def _loss(f, y, trait, pos_weight):
+    if trait == "binary":
+        return F.binary_cross_entropy_with_logits(f, y, pos_weight=pos_weight)
+    return F.mse_loss(f, y)
+
+
+def _adam_(p, g, m, v, t, lr, betas, eps, denom=None):
+    """One Adam step in place (the op sequence of torch.optim.Adam's single-tensor path);
+    returns ``denom = sqrt(v_hat) + eps`` (written into ``denom`` if given, a scratch
+    buffer: first-layer tensors are large, and fresh temporaries cost page faults)."""
+    b1, b2 = betas
+    m.lerp_(g, 1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    denom = torch.sqrt(v, out=denom) if denom is not None else v.sqrt()
+    denom.div_(math.sqrt(1 - b2 ** t)).add_(eps)
+    p.addcdiv_(m, denom, value=-lr / (1 - b1 ** t))
+    return denom
+
+
+def _soft_threshold_(p, thr, buf=None):
+    """``p <- sign(p) max(|p| - thr, 0)`` in place (exact zeros inside the threshold).
+
+    Written as ``copysign(relu(|p| - thr), p)``: the same values in fewer, vectorized
+    passes (this runs on every first-layer weight of every member at every batch).
+    """
+    buf = torch.abs(p, out=buf) if buf is not None else p.abs()
+    torch.copysign(buf.sub_(thr).relu_(), p, out=p)
+
+
+class _Stack:
+    """Members trained together on the same minibatches.
+
+    Each member keeps its own first-layer leaf tensor ``w1`` (h1, n_snps) and Adam moments.
+    ``stacked=True`` computes all first layers as one GEMM ``x @ cat(w1_k).T`` (one kernel
+    instead of one per member: what pays on a GPU); ``stacked=False`` runs one GEMM per
+    member on the same decoded batch. On CPU the default is per member: BLAS libraries may
+    pick another kernel (another summation order) for another total width, so only the
+    per-member form guarantees that a member's weights are bitwise the same alone or in a
+    grid; at the paper's sizes both forms run at the same speed on CPU (benchmarks/results/deep.md).
+    """
+
+    def __init__(self, members: list[_MState], stacked: bool):
+        self.members = members
+        self.stacked = stacked
+        self._scratch = {}
+
+    def scratch(self, p):
+        """Two reusable buffers shaped like ``p`` (one set per first-layer shape)."""
+        key = tuple(p.shape)
+        if key not in self._scratch:
+            self._scratch[key] = (torch.empty_like(p), torch.empty_like(p))
+        return self._scratch[key]
+
+    def forward(self, x, c):
+        ms = self.members
+        if self.stacked and len(ms) > 1:
+            z = x @ torch.cat([m.w1 for m in ms]).T   # the one stacked first-layer GEMM
+            zs = z.split([m.h1 for m in ms], 1)
+        else:
+            zs = [x @ m.w1.T for m in ms]
+        return [_member_forward(zk, c, m.small) for m, zk in zip(ms, zs)]
+
+    def without(self, done: set):
+        keep = [m for m in self.members if id(m) not in done]
+        return _Stack(keep, self.stacked) if keep else None
+
+
+# ===================================================================== the engine
+def _train_stack(data: _Data, states: list[_MState], opts: dict, trait: str, split: Split, n_train: int,
+                 pos_weight, finish, progress, stacked: bool):
+    """Train ``states`` together, calling ``finish(state, best_weights)`` as each one stops."""
+    stack = _Stack(states, stacked)
+    betas, eps, bs = tuple(opts["betas"]), float(opts["eps"]), int(opts["batch_size"])
+    t = 0
+    for epoch in progress_bar(range(int(opts["epochs"])), total=int(opts["epochs"]),
+                              desc=f"deep: {len(states)} members", progress=progress):
+        if stack is None:
+            break
+        perm = np.random.default_rng([int(opts["shuffle_seed"]), epoch]).permutation(split.train)
+        sums = torch.zeros(len(stack.members), dtype=torch.float64, device=data.device)
+        for x, c, yb in data.batches(perm, bs):
+            t += 1
+            fs = stack.forward(x, c)
+            losses = torch.stack([_loss(f, yb, trait, pos_weight) for f in fs])
+            losses.sum().backward()
+            sums += losses.detach().double() * len(yb)
+            _step(stack, t, opts, betas, eps, n_train)
+        es = _evaluate(data, stack, split.early_stop, bs, trait, pos_weight)
+        done = set()
+        for k, ms in enumerate(stack.members):
+            ms.epochs = epoch + 1
+            ms.train_loss = float(sums[k]) / len(split.train)
+            loss = float(es[k])
+            if loss < ms.best_loss:
+                ms.best_loss, ms.best_epoch, ms.bad = loss, epoch + 1, 0
+                ms.best = {"snp_linear.weight": ms.w1.detach().clone(),
+                           **{n: p.detach().clone() for n, p in ms.small.items()}}
+            else:
+                ms.bad += 1
+            if ms.bad >= int(opts["patience"]) or epoch + 1 == int(opts["epochs"]) or not math.isfinite(loss):
+                done.add(id(ms))
+        if done:
+            finished = [ms for ms in stack.members if id(ms) in done]
+            stack = stack.without(done)
+            for ms in finished:  # free the training state
+                ms.w1 = ms.m1 = ms.v1 = None
+            finish(finished)
+
+
+def _step(stack: _Stack, t, opts, betas, eps, n_train):
+    """Per-member Adam (or SGD) + L1, every op on one member's own tensors."""
+    sgd = opts["optimizer"] == "sgd"
+    prox = opts["l1_mode"] == "proximal"
+    with torch.no_grad():
+        for ms in stack.members:
+            lr = float(ms.config["lr"])
+            lam = float(ms.config["l1"]) / n_train
+            p, g = ms.w1, ms.w1.grad
+            buf, den = stack.scratch(p)
+            if not prox and lam:
+                g = g + lam * torch.sign(p)
+            if sgd:
+                p.add_(g, alpha=-lr)
+                if prox and lam:
+                    _soft_threshold_(p, lr * lam, buf)
+            else:
+                denom = _adam_(p, g, ms.m1, ms.v1, t, lr, betas, eps, den)
+                if prox and lam:
+                    _soft_threshold_(p, denom.reciprocal_().mul_(lr * lam), buf)
+            ms.w1.grad = None
+            for n, q in ms.small.items():
+                if sgd:
+                    q.add_(q.grad, alpha=-lr)
+                else:
+                    _adam_(q, q.grad, ms.m_small[n], ms.v_small[n], t, lr, betas, eps)
+                q.grad = None
+
+
+def _evaluate(data: _Data, stack: _Stack, positions, bs, trait, pos_weight):
+    """Mean loss (no penalty) of every member of the stack on ``positions`` (float64 tensor)."""
+    sums = torch.zeros(len(stack.members), dtype=torch.float64, device=data.device)
+    with torch.no_grad():
+        for x, c, yb in data.batches(positions, bs):
+            fs = stack.forward(x, c)
+            sums += torch.stack([_loss(f, yb, trait, pos_weight).double() * len(yb) for f in fs])
+    return (sums / len(positions)).cpu()
+
+
+def _predict(data: _Data, models: list[GenotypeMLP], positions, bs):
+    """Outputs (len(models), len(positions)) of CPU models on ``positions`` (one decode per batch)."""
+    dev = data.device
+    nets = [m.to(dev) for m in models]
+    out = []
+    with torch.no_grad():
+        for x, c, _ in data.batches(positions, bs):
+            out.append(torch.stack([n(x, c)[:, 0] for n in nets]).double().cpu())
+    for m in models:
+        m.cpu()
+    return torch.cat(out, 1).numpy()
+
+
+def _validation_metrics(data, models, states, split, trait, y, bs):
+    """Validation log-likelihood (mean per sample) of each model and of the constant model."""
+    yv = y[split.validation]
+    ytr = y[split.train]
+    f = _predict(data, models, split.validation, bs)
+    out = []
+    for k, ms in enumerate(states):
+        if trait == "binary":
+            ll = float(np.mean(yv * -np.logaddexp(0, -f[k]) + (1 - yv) * -np.logaddexp(0, f[k])))
+            p = ytr.mean()
+            ll0 = float(np.mean(yv * np.log(p) + (1 - yv) * np.log1p(-p)))
+        else:
+            s2 = max(ms.best_loss, 1e-12)  # residual variance on the early-stopping set
+            ll = float(np.mean(-0.5 * np.log(2 * np.pi * s2) - (yv - f[k]) ** 2 / (2 * s2)))
+            ll0 = float(np.mean(-0.5 * np.log(2 * np.pi) - yv ** 2 / 2))
+        w = models[k].snp_linear.weight.detach()
+        out.append({"val_loglik": ll, "val_loglik_constant": ll0, "es_loss": ms.best_loss,
+                    "train_loss": ms.train_loss, "epochs": ms.epochs, "best_epoch": ms.best_epoch,
+                    "n_nonzero_snps": int((w != 0).any(0).sum()),
+                    "n_nonzero_weights": int((w != 0).sum())})
+    return out
+
+
+# ===================================================================== checkpoints
+def _fingerprint(g, y, cov, center, split, trait, opts) -> str:
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(g.variants[["snp", "a1", "a2"]].astype(str), index=False).values.tobytes())
+    for a in (np.nan_to_num(y, nan=-999.0), center, split.train, split.early_stop, split.validation):
+        h.update(np.ascontiguousarray(a).tobytes())
+    if cov is not None:
+        h.update(np.ascontiguousarray(cov).tobytes())
+    h.update(json.dumps([trait, opts], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class _Checkpoints:
+    """Finished members saved as ``<key>.pt`` + ``<key>.json`` under a directory."""
+
+    def __init__(self, path, fingerprint):
+        self.dir = Path(path) if path is not None else None
+        if self.dir is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        man = self.dir / "manifest.json"
+        if man.exists():
+            try:
+                old = json.loads(man.read_text()).get("fingerprint")
+            except (json.JSONDecodeError, AttributeError):
+                raise InputError("checkpoint manifest is not valid JSON", man) from None
+            if old != fingerprint:
+                raise InputError("this checkpoint directory belongs to another run (other data, split, "
+                                 "phenotype or training options); use a fresh directory", man)
+        else:
+            with atomic_path(man) as tmp:
+                tmp.write_text(json.dumps({"fingerprint": fingerprint}))
+
+    def load(self, key, config, seed, role, n_snps, n_covar):
+        if self.dir is None or not (self.dir / f"{key}.json").exists():
+            return None
+        js = self.dir / f"{key}.json"
+        try:
+            rec = json.loads(js.read_text())
+        except json.JSONDecodeError:
+            raise InputError("checkpoint record is not valid JSON", js) from None
+        pt = self.dir / f"{key}.pt"
+        if not pt.exists() or _sha256(pt) != rec.get("sha256"):
+            raise InputError("checkpoint weights missing or corrupt (checksum mismatch)", pt)
+        model = GenotypeMLP(n_snps, config["hidden"], n_covar)
+        load_member_weights(pt, model)
+        return Member(config, int(seed), model, dict(rec["metrics"]), role)
+
+    def save(self, member: Member):
+        if self.dir is None:
+            return
+        pt = self.dir / f"{member.key}.pt"
+        save_member_weights(pt, member.model)
+        rec = {"config": config_json(member.config), "seed": member.seed, "role": member.role,
+               "metrics": member.metrics, "sha256": _sha256(pt)}
+        with atomic_path(self.dir / f"{member.key}.json") as tmp:
+            tmp.write_text(json.dumps(rec))
+
+
+# ===================================================================== public API
+def _grid(hidden, l1, lr):
+    hidden = [tuple(int(v) for v in h) for h in ([hidden] if isinstance(hidden[0], (int, np.integer)) else hidden)]
+    l1 = [float(v) for v in np.atleast_1d(l1)]
+    lr = [float(v) for v in np.atleast_1d(lr)]
+    for h in hidden:
+        if len(h) != 2 or min(h) < 1:
+            raise InputError(f"hidden sizes must be pairs of positive widths (h1, h2), got {h}")
+    if min(l1) < 0 or min(lr) <= 0:
+        raise InputError("l1 must be >= 0 and lr > 0")
+    return [{"hidden": h, "l1": a, "lr": r} for h, a, r in itertools.product(hidden, l1, lr)]
+
+
+def _fit_members(genotypes, y, trait, cov_arr, covar_names, split, center, covar_mean, covar_scale,
+                 y_mean, y_scale, specs, opts, device, checkpoint_dir, progress, resident,
+                 max_device_bytes, on_member_done, stacked=None):
+    """Train (or load from checkpoints) the members ``specs`` = [(config, seed, role)]."""
+    n_covar = len(covar_names)
+    ys = (y - y_mean) / y_scale
+    cov_std = ((cov_arr - covar_mean) / covar_scale).astype(np.float32) if cov_arr is not None else None
+    fp = _fingerprint(genotypes, ys, cov_std, center, split, trait, opts)
+    ckpt = _Checkpoints(checkpoint_dir, fp)
+    done = {}
+    todo = []
+    for cfg, seed, role in specs:
+        m = ckpt.load(member_key(cfg, seed, role), cfg, seed, role, genotypes.n_variants, n_covar)
+        if m is not None:
+            done[member_key(cfg, seed, role)] = m
+        else:
+            todo.append((cfg, seed, role))
+    if todo:
+        data = _Data(genotypes, ys, cov_std, center, split, device, resident, max_device_bytes)
+        pw = opts["pos_weight"]
+        if trait == "binary" and pw is not None:
+            ytr = ys[split.train]
+            pw = (ytr == 0).sum() / max((ytr == 1).sum(), 1) if pw == "balanced" else float(pw)
+            pw = torch.tensor(float(pw), device=device)
+        else:
+            pw = None
+        states = [_init_member(genotypes.n_variants, n_covar, cfg, seed, role, device) for cfg, seed, role in todo]
+
+        def finish(finished):
+            models = []
+            for ms in finished:
+                net = GenotypeMLP(genotypes.n_variants, ms.config["hidden"], n_covar)
+                net.load_state_dict({k: v.cpu() for k, v in ms.best.items()})
+                models.append(net.float().eval())
+            metrics = _validation_metrics(data, models, finished, split, trait, ys, int(opts["batch_size"]))
+            for ms, net, met in zip(finished, models, metrics):
+                member = Member(ms.config, ms.seed, net, met, ms.role)
+                done[member.key] = member
+                ckpt.save(member)
+                if on_member_done is not None:
+                    on_member_done(member)
+
+        stacked = (device.type == "cuda") if stacked is None else bool(stacked)
+        _train_stack(data, states, opts, trait, split, len(split.train), pw, finish, progress, stacked)
+    return [done[member_key(cfg, seed, role)] for cfg, seed, role in specs]
+
+
+def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seeds=range(5), covariates=None,
+          device="auto", split=None, split_seed: int = 0, epochs: int = DEFAULTS["epochs"],
+          patience: int = DEFAULTS["patience"], batch_size: int = DEFAULTS["batch_size"], lr=1e-3,
+          optimizer: str = "adam", l1_mode: str = "proximal", pos_weight=None, trait: str | None = None,
+          shuffle_seed: int = 0, refit_seeds=None, checkpoint_dir=None, progress=None, resident=None,
+          max_device_bytes: int | None = None, on_member_done=None, stacked: bool | None = None) -> DeepFit:
+    """Train every (configuration, seed) pair of the grid; optionally select and refit.
+
+    Parameters
+    ----------
+    genotypes : Genotypes
+        Lazy PLINK genotypes; the model inputs are its variants (A1 = .bim column 5), in order.
+    phenotype : Series or array (n_samples,)
+        Aligned with ``genotypes.samples``; NaN samples are left out of every split. Binary
+        (0/1, or PLINK 1/2 = control/case) -> BCE on the logit; else quantitative ->
+        MSE on the trait standardized by its training mean and SD.
+    hidden, l1, lr
+        The grid: ``hidden`` pairs (h1, h2) x ``l1`` strengths x ``lr`` (float or list).
+        ``l1`` scale: see the module docstring (penalty ``l1 / n_train * sum |W1|``).
+    seeds
+        Initialization seeds; each configuration is trained once per seed.
+    covariates : DataFrame or array (n_samples, n_covar), optional
+        Unpenalized inputs (PCs, age, sex), standardized by their training mean and SD.
+        Samples with a missing covariate are left out of the split.
+    device
+        "auto" (CUDA if available, else CPU), "cpu", "cuda", ...
+    split
+        A :class:`Split` (positions into ``genotypes.samples``); default
+        ``make_split(y, split_seed)`` = seeded 50/25/25, stratified for binary traits.
+    epochs, patience, batch_size, optimizer ("adam" | "sgd"), l1_mode ("proximal" |
+    "subgradient"), pos_weight (None | "balanced" = n_controls / n_cases | float; binary)
+        Training options. Each member stops after ``patience`` epochs without improving its
+        early-stopping loss (or at ``epochs``); its best weights are kept.
+    shuffle_seed
+        Seed of the minibatch order, shared by all members (so they share each batch).
+    refit_seeds
+        If given, also :func:`select` the best configuration and :func:`refit` it with these
+        seeds (role 'refit'), in this one call.
+    checkpoint_dir
+        Finished members are saved here as they finish; a rerun with the same directory and
+        inputs reloads them instead of training again (an interrupted grid resumes).
+    progress
+        Progress bar per epoch (None: only when stderr is a terminal).
+    resident, max_device_bytes
+        Keep the packed genotypes of all split samples on the device for all epochs when they
+        fit ``max_device_bytes`` (default: half the free GPU memory; 4 GiB on CPU), else
+        stream blocks of samples each epoch. ``resident`` True/False forces the choice.
+    on_member_done
+        Called with each finished :class:`Member` (after its checkpoint is written).
+    stacked
+        First layers of all members as one GEMM (True) or one GEMM per member on the shared
+        decoded batch (False). Default: True on CUDA, False on CPU, where only the
+        per-member form makes a member bitwise independent of its grid (see ``_Stack``).
+
+    Returns
+    -------
+    DeepFit
+    """
+    dev = resolve_device(device)
+    y, trait = _phenotype(genotypes, phenotype, trait)
+    cov_arr, covar_names = _covariates(genotypes, covariates)
+    if split is None:
+        ok = y.copy()
+        if cov_arr is not None:
+            ok[np.isnan(cov_arr).any(1)] = np.nan
+        split = make_split(ok, split_seed, stratify=(trait == "binary"))
+    else:
+        _check_split(split, y, cov_arr, genotypes.n_samples)
+    if optimizer not in ("adam", "sgd"):
+        raise InputError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if l1_mode not in ("proximal", "subgradient"):
+        raise InputError(f"l1_mode must be 'proximal' or 'subgradient', got {l1_mode!r}")
+    if pos_weight is not None and pos_weight != "balanced" and not float(pos_weight) > 0:
+        raise InputError("pos_weight must be None, 'balanced' or a positive number")
+    opts = dict(DEFAULTS, epochs=int(epochs), patience=int(patience), batch_size=int(batch_size),
+                optimizer=optimizer, l1_mode=l1_mode, pos_weight=pos_weight, shuffle_seed=int(shuffle_seed))
+    center = training_center(genotypes, split.train)
+    if cov_arr is not None:
+        ctr = cov_arr[split.train]
+        covar_mean, covar_scale = ctr.mean(0), ctr.std(0)
+        covar_scale = np.where(covar_scale > 0, covar_scale, 1.0)
+    else:
+        covar_mean = covar_scale = np.zeros(0)
+    if trait == "quantitative":
+        y_mean, y_scale = float(np.mean(y[split.train])), float(np.std(y[split.train]))
+        y_scale = y_scale if y_scale > 0 else 1.0
+    else:
+        y_mean, y_scale = 0.0, 1.0
+    specs = [(cfg, int(s), "grid") for cfg in _grid(hidden, l1, lr) for s in seeds]
+    members = _fit_members(genotypes, y, trait, cov_arr, covar_names, split, center, covar_mean, covar_scale,
+                           y_mean, y_scale, specs, opts, dev, checkpoint_dir, progress, resident,
+                           max_device_bytes, on_member_done, stacked)
+    fit = DeepFit(members=members, variants=genotypes.variants[VARIANT_COLUMNS].reset_index(drop=True),
+                  center=center, covar_names=covar_names, covar_mean=covar_mean, covar_scale=covar_scale,
+                  split=split, samples=genotypes.samples[["fid", "iid"]].reset_index(drop=True), trait=trait,
+                  y_mean=y_mean, y_scale=y_scale, selected=None, config=opts)
+    if refit_seeds is not None:
+        fit.selected = select(fit)
+        fit = refit(genotypes, phenotype, fit, seeds=refit_seeds, covariates=covariates, device=device,
+                    checkpoint_dir=checkpoint_dir, progress=progress, resident=resident,
+                    max_device_bytes=max_device_bytes, on_member_done=on_member_done, stacked=stacked)
+    return fit
+
+
+def _check_split(split, y, cov_arr, n):
+    if not isinstance(split, Split):
+        raise InputError("split must be a gwaslift.deep.Split")
+    for name in ("train", "early_stop", "validation"):
+        p = getattr(split, name)
+        if p.size and (p.min() < 0 or p.max() >= n):
+            raise InputError(f"split.{name} positions must lie in 0..{n - 1}")
+        if np.isnan(y[p]).any():
+            raise InputError(f"split.{name} holds samples with a missing phenotype")
+        if cov_arr is not None and np.isnan(cov_arr[p]).any():
+            raise InputError(f"split.{name} holds samples with a missing covariate")
+
+
+def select(fit: DeepFit, role: str = "grid") -> dict:
+    """The configuration with the best validation log-likelihood averaged over its seeds."""
+    ms = fit.members_by_role(role)
+    if not ms:
+        raise InputError(f"the fit has no {role!r} members to select from")
+    tab = fit.metrics_table()
+    tab = tab[tab.role == role]
+    mean = tab.groupby(["h1", "h2", "l1", "lr"], sort=False)["val_loglik"].mean()
+    h1, h2, a, r = mean.idxmax()
+    return {"hidden": (int(h1), int(h2)), "l1": float(a), "lr": float(r)}
+
+
+def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "refit", config: dict | None = None,
+          covariates=None, device="auto", checkpoint_dir=None, progress=None, resident=None,
+          max_device_bytes=None, on_member_done=None, stacked=None) -> DeepFit:
+    """Train ``config`` (default ``fit.selected`` or :func:`select`) again with ``seeds``.
+
+    Same split, centering, covariate scaling and training options as ``fit``; ``phenotype``
+    may differ (e.g. permuted, with ``role='null'``). Returns a new DeepFit holding
+    ``fit``'s members followed by the new ones (role ``role``).
+    """
+    check_variants(fit.variants, genotypes)
+    if len(genotypes.samples) != len(fit.samples) or not np.array_equal(
+            genotypes.samples["iid"].astype(str).to_numpy(), fit.samples["iid"].astype(str).to_numpy()):
+        raise InputError("refit needs the genotypes' samples of the original fit (the split indexes them)")
+    cfg = dict(config or fit.selected or select(fit))
+    cfg["hidden"] = tuple(int(h) for h in cfg["hidden"])
+    y, trait = _phenotype(genotypes, phenotype, fit.trait)
+    cov_arr, names = _covariates(genotypes, covariates)
+    if names != list(fit.covar_names):
+        raise InputError(f"refit needs the fit's covariates {fit.covar_names}, got {names}")
+    _check_split(fit.split, y, cov_arr, genotypes.n_samples)
+    specs = [(cfg, int(s), role) for s in seeds]
+    new = _fit_members(genotypes, y, trait, cov_arr, names, fit.split, fit.center, fit.covar_mean,
+                       fit.covar_scale, fit.y_mean, fit.y_scale, specs, fit.config, resolve_device(device),
+                       checkpoint_dir, progress, resident, max_device_bytes, on_member_done, stacked)
+    return DeepFit(members=list(fit.members) + new, variants=fit.variants, center=fit.center,
+                   covar_names=fit.covar_names, covar_mean=fit.covar_mean, covar_scale=fit.covar_scale,
+                   split=fit.split, samples=fit.samples, trait=fit.trait, y_mean=fit.y_mean, y_scale=fit.y_scale,
+                   selected=cfg if role == "refit" else fit.selected, config=fit.config)
+
+
+def train_select_refit(genotypes, phenotype, refit_seeds=range(5, 10), **kwargs) -> DeepFit:
+    """``train(..., refit_seeds=refit_seeds)``: the paper's protocol in one call."""
+    return train(genotypes, phenotype, refit_seeds=refit_seeds, **kwargs)

@@ -1,0 +1,326 @@
+"""gwaslift.deep: decode kernel, input batches, training, determinism, stacking, checkpoints, save/load.
+
+Small data (600 samples x 300 SNPs, additive binary trait with 5 causal SNPs) written with
+numpy + gwaslift.write_plink. Torch runs single-threaded here so that results are
+reproducible and the shared CI cores are not oversubscribed.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import gwaslift
+from gwaslift import InputError
+from gwaslift.deep import (DeepFit, Split, decode_packed_torch, iter_fit_batches, load_fit, make_split, refit,
+                           select, train)
+from gwaslift.io.packed import decode_dosage
+
+N, M = 600, 300
+CAUSAL = np.array([12, 80, 150, 215, 279])
+FAST = dict(hidden=[(8, 16)], device="cpu", epochs=30, patience=4, batch_size=64, lr=1e-2, progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _tables(n, m):
+    samples = pd.DataFrame({"fid": [f"f{i}" for i in range(n)], "iid": [f"i{i}" for i in range(n)]})
+    variants = pd.DataFrame({"chrom": "1", "snp": [f"rs{j}" for j in range(m)], "cm": 0.0,
+                             "pos": np.arange(1, m + 1) * 10, "a1": "A", "a2": "C"})
+    return samples, variants
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """(prefix, dosage with NaN, binary y, quantitative y)."""
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.1, 0.5, M)
+    G = rng.binomial(2, p, (N, M)).astype(np.float32)
+    G[rng.random((N, M)) < 0.01] = np.nan
+    Gi = np.where(np.isnan(G), 2 * p, G)
+    lin = (Gi[:, CAUSAL] - 2 * p[CAUSAL]) @ np.array([1.2, -1.0, 1.0, 0.9, -1.1])
+    yb = (rng.random(N) < 1 / (1 + np.exp(-lin))).astype(float)
+    yq = lin + rng.normal(0, 1.0, N)
+    prefix = tmp_path_factory.mktemp("deep") / "cohort"
+    samples, variants = _tables(N, M)
+    gwaslift.write_plink(prefix, G, samples, variants)
+    return prefix, G, yb, yq
+
+
+def _geno(cohort, chunk=64):
+    return gwaslift.read_plink(cohort[0], variant_chunk=chunk)
+
+
+def _weights_equal(a, b):
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ----------------------------------------------------------------------------- data path
+def test_decode_packed_torch_matches_numpy(dummy_bfile):
+    g = gwaslift.read_plink(dummy_bfile)
+    rows = g.read_packed(0, g.n_variants)
+    n = g.source.n_samples
+    full = decode_packed_torch(torch.from_numpy(rows), n)
+    np.testing.assert_array_equal(full.numpy(), decode_dosage(rows, n))  # NaN positions equal too
+    idx = np.random.default_rng(0).permutation(n)[:77]
+    idx = np.concatenate([idx, idx[:5]])  # unsorted, with repeats
+    sub = decode_packed_torch(torch.from_numpy(rows), n, torch.as_tensor(idx))
+    np.testing.assert_array_equal(sub.numpy(), decode_dosage(rows, n, idx))
+    assert np.isnan(full.numpy()).any()
+    with pytest.raises(IndexError):
+        decode_packed_torch(torch.from_numpy(rows), n, np.array([n]))
+
+
+def test_iter_fit_batches_centres_imputes_and_checks_variants(cohort):
+    g = _geno(cohort)
+    y = cohort[2]
+    fit = train(g, y, l1=[1.0], seeds=[0], **dict(FAST, epochs=1))
+    dos = cohort[1]
+    # centre = 2 x A1 frequency among the training samples
+    np.testing.assert_allclose(fit.center, np.nanmean(dos[fit.split.train], 0), rtol=1e-6)
+    pos = np.array([5, 3, 599, 0, 42, 17, 100])
+    cov = pd.DataFrame({"age": np.arange(N, dtype=float)})
+    fit.covar_names, fit.covar_mean, fit.covar_scale = ["age"], np.array([10.0]), np.array([2.0])
+    got = list(iter_fit_batches(fit, g.with_chunks(7), pos, covariates=cov, batch_size=3))
+    assert [len(p) for p, _, _ in got] == [3, 3, 1]
+    x = torch.cat([b[1] for b in got]).numpy()
+    want = np.nan_to_num(dos[pos] - fit.center, nan=0.0)
+    np.testing.assert_array_equal(x, want.astype(np.float32))
+    c = torch.cat([b[2] for b in got]).numpy()[:, 0]
+    np.testing.assert_allclose(c, (pos - 10.0) / 2.0)
+    with pytest.raises(InputError, match="covariates"):
+        next(iter_fit_batches(fit, g, pos))
+    fit.covar_names = []
+    # other SNP list / alleles -> InputError
+    with pytest.raises(InputError):
+        next(iter_fit_batches(fit, g.subset(variants=np.arange(M - 1)), pos))
+    flipped = g.subset()
+    flipped.variants.loc[3, "a1"] = "C"
+    with pytest.raises(InputError, match="variant 3"):
+        next(iter_fit_batches(fit, flipped, pos))
+
+
+def test_make_split_seeded_stratified():
+    y = np.r_[np.zeros(300), np.ones(100), np.full(8, np.nan)]
+    s = make_split(y, seed=3)
+    assert (len(s.train), len(s.early_stop), len(s.validation)) == (200, 100, 100)
+    for part in (s.train, s.early_stop, s.validation):
+        assert y[part].mean() == pytest.approx(0.25)
+        assert not np.isnan(y[part]).any()
+    s2 = make_split(y, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip((s.train, s.early_stop), (s2.train, s2.early_stop)))
+    assert not np.array_equal(make_split(y, seed=4).train, s.train)
+
+
+# ----------------------------------------------------------------------------- learning
+@pytest.fixture(scope="module")
+def grid_fit(cohort):
+    return train(_geno(cohort), cohort[2], l1=[0.01, 1.0, 2.0], seeds=[0, 1], **FAST)
+
+
+def test_beats_constant_model_and_selects(grid_fit):
+    tab = grid_fit.metrics_table()
+    const = tab.val_loglik_constant.iloc[0]
+    best = tab.groupby("l1").val_loglik.mean()
+    # the trait explains a lot: the best configuration gains clearly over the prevalence
+    assert best.max() > const + 0.02, (best, const)
+    cfg = select(grid_fit)
+    assert cfg["l1"] == best.idxmax()
+    assert cfg["hidden"] == (8, 16)
+
+
+def test_l1_path_zeroes_most_snp_weights(grid_fit):
+    tab = grid_fit.metrics_table()
+    nz = tab.groupby("l1").n_nonzero_weights.mean()
+    total = 8 * M
+    assert nz.loc[0.01] > 0.5 * total          # weak penalty: dense
+    assert nz.loc[2.0] < 0.25 * total         # strong penalty: most weights exactly zero
+    assert nz.is_monotonic_decreasing
+    # the surviving weights sit on the causal SNPs
+    for mem in grid_fit.members:
+        if mem.config["l1"] == 2.0:
+            w = mem.model.snp_linear.weight.detach().abs().sum(0).numpy()
+            assert len(set(np.argsort(-w)[:5]) & set(CAUSAL)) >= 3
+
+
+def test_quantitative_trait_with_covariates(cohort):
+    g = _geno(cohort)
+    rng = np.random.default_rng(5)
+    cov = pd.DataFrame({"pc1": rng.normal(size=N), "age": rng.uniform(40, 70, N)})
+    fit = train(g, cohort[3], covariates=cov, l1=[1.0], seeds=[0], **FAST)
+    assert fit.trait == "quantitative" and fit.covar_names == ["pc1", "age"]
+    m = fit.members[0]
+    assert m.model.covar_linear is not None
+    assert m.metrics["val_loglik"] > m.metrics["val_loglik_constant"] + 0.05
+    np.testing.assert_allclose(fit.covar_mean, cov.to_numpy()[fit.split.train].mean(0))
+
+
+# ----------------------------------------------------------------------------- determinism
+def test_same_seed_same_weights_any_chunking_and_streaming(cohort):
+    y = cohort[2]
+    kw = dict(FAST, l1=[1.0], seeds=[3], epochs=6)
+    a = train(_geno(cohort, 64), y, **kw)
+    b = train(_geno(cohort, 64), y, **kw)
+    c = train(_geno(cohort, 7), y, **kw)
+    # streaming: packed genotypes staged in blocks of samples each epoch instead of resident
+    d = train(_geno(cohort, 13), y, resident=False, max_device_bytes=75 * 64, **kw)
+    for other in (b, c, d):
+        assert _weights_equal(a.members[0], other.members[0])
+        assert a.members[0].metrics == other.members[0].metrics
+    e = train(_geno(cohort, 64), y, **dict(kw, seeds=[4]))
+    assert not _weights_equal(a.members[0], e.members[0])
+
+
+def test_member_alone_equals_member_in_grid(cohort, grid_fit):
+    """The stacked first layer and shared batches change nothing for a member."""
+    alone = train(_geno(cohort), cohort[2], **dict(FAST, l1=[1.0], seeds=[1]))
+    twin = [m for m in grid_fit.members if m.config["l1"] == 1.0 and m.seed == 1]
+    assert len(twin) == 1
+    assert _weights_equal(alone.members[0], twin[0])
+    assert alone.members[0].metrics == twin[0].metrics
+
+
+def test_proximal_gives_exact_zeros_subgradient_does_not(cohort):
+    kw = dict(FAST, l1=[2.0], seeds=[0], epochs=8, patience=8)
+    prox = train(_geno(cohort), cohort[2], **kw).members[0]
+    sub = train(_geno(cohort), cohort[2], l1_mode="subgradient", **kw).members[0]
+    assert prox.metrics["n_nonzero_weights"] < 0.3 * 8 * M
+    assert sub.metrics["n_nonzero_weights"] > 0.9 * 8 * M
+
+
+# ----------------------------------------------------------------------------- refit, save, load
+def test_refit_keeps_split_and_center(cohort, grid_fit):
+    g = _geno(cohort)
+    fit2 = refit(g, cohort[2], grid_fit, seeds=[7])
+    assert len(fit2.members) == len(grid_fit.members) + 1
+    new = fit2.members_by_role("refit")
+    assert len(new) == 1 and new[0].seed == 7 and new[0].config == select(grid_fit)
+    assert fit2.split is grid_fit.split and fit2.center is grid_fit.center
+    perm = np.random.default_rng(0).permutation(cohort[2])
+    null = refit(g, perm, fit2, seeds=[0], role="null")
+    assert len(null.members_by_role("null")) == 1 and len(null.members_by_role("refit")) == 1
+
+
+def test_save_load_round_trip(tmp_path, grid_fit, cohort):
+    grid_fit.selected = select(grid_fit)
+    grid_fit.save(tmp_path / "fit")
+    back = load_fit(tmp_path / "fit")
+    assert isinstance(back, DeepFit)
+    assert back.trait == grid_fit.trait and back.selected == grid_fit.selected and back.config == grid_fit.config
+    pd.testing.assert_frame_equal(back.variants, grid_fit.variants[back.variants.columns], check_dtype=False)
+    pd.testing.assert_frame_equal(back.samples, grid_fit.samples.astype(str))
+    np.testing.assert_array_equal(back.center, grid_fit.center)
+    for name in ("train", "early_stop", "validation"):
+        np.testing.assert_array_equal(getattr(back.split, name), getattr(grid_fit.split, name))
+    assert len(back.members) == len(grid_fit.members)
+    for a, b in zip(grid_fit.members, back.members):
+        assert (a.config, a.seed, a.role, a.metrics) == (b.config, b.seed, b.role, b.metrics)
+        assert _weights_equal(a, b) and not b.model.training
+    # the loaded models predict from the same inputs
+    g = _geno(cohort)
+    _, x, _ = next(iter_fit_batches(back, g, back.split.validation[:50]))
+    with torch.no_grad():
+        assert torch.equal(back.members[0].model(x), grid_fit.members[0].model(x))
+
+
+def test_load_rejects_corrupt_or_mismatched(tmp_path, grid_fit):
+    d = grid_fit.save(tmp_path / "fit")
+    bad = tmp_path / "bad"
+    shutil.copytree(d, bad)
+    f = bad / "members" / "000.pt"
+    raw = bytearray(f.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="checksum"):
+        load_fit(bad)
+    # a file that is not a tensor archive, with a matching checksum: rejected by the loader itself
+    import json
+
+    from gwaslift.deep.fit import _sha256
+    f.write_bytes(b"not a torch file at all")
+    meta = json.loads((bad / "fit.json").read_text())
+    meta["sha256"]["members/000.pt"] = _sha256(f)
+    (bad / "fit.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="tensor file"):
+        load_fit(bad)
+    # weights of another SNP list (other shape)
+    state = {k: v for k, v in grid_fit.members[0].model.state_dict().items()}
+    state["snp_linear.weight"] = state["snp_linear.weight"][:, :-1].clone()
+    torch.save(state, f)
+    meta["sha256"]["members/000.pt"] = _sha256(f)
+    (bad / "fit.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="shape"):
+        load_fit(bad)
+    (bad / "fit.json").write_text("{not json")
+    with pytest.raises(InputError, match="JSON"):
+        load_fit(bad)
+    with pytest.raises(InputError):
+        load_fit(tmp_path / "nowhere")
+
+
+def test_interrupted_grid_resumes_from_checkpoints(tmp_path, cohort, grid_fit):
+    g = _geno(cohort)
+    ck = tmp_path / "ck"
+    seen = []
+
+    def crash_after_two(member):
+        seen.append(member.key)
+        if len(seen) == 2:
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        train(g, cohort[2], l1=[0.01, 1.0, 2.0], seeds=[0, 1], checkpoint_dir=ck, on_member_done=crash_after_two,
+              **FAST)
+    assert len(list(ck.glob("*.pt"))) == 2
+    trained_again = []
+    fit = train(g, cohort[2], l1=[0.01, 1.0, 2.0], seeds=[0, 1], checkpoint_dir=ck,
+                on_member_done=lambda m: trained_again.append(m.key), **FAST)
+    assert len(trained_again) == 4 and not set(trained_again) & set(seen)
+    for a, b in zip(fit.members, grid_fit.members):
+        assert _weights_equal(a, b) and a.metrics == b.metrics
+    # a checkpoint directory of another run is refused
+    with pytest.raises(InputError, match="another run"):
+        train(g, cohort[3], l1=[1.0], seeds=[0], checkpoint_dir=ck, **FAST)
+
+
+def test_bad_inputs(cohort):
+    g = _geno(cohort)
+    with pytest.raises(InputError, match="one per sample"):
+        train(g, cohort[2][:-1], **FAST)
+    with pytest.raises(InputError, match="l1_mode"):
+        train(g, cohort[2], l1_mode="lasso", **FAST)
+    with pytest.raises(InputError):
+        train(g, np.zeros(N), **FAST)  # no cases
+    s = Split(np.arange(10), np.arange(10, 20), np.arange(20, 30))
+    y = cohort[2].copy()
+    y[5] = np.nan
+    with pytest.raises(InputError, match="missing phenotype"):
+        train(g, y, split=s, **FAST)
+
+
+def test_stacked_gemm_matches_per_member(cohort, grid_fit):
+    """One GEMM for all first layers (the GPU default) = per-member GEMMs up to float rounding."""
+    st = train(_geno(cohort), cohort[2], l1=[0.01, 1.0, 2.0], seeds=[0, 1], stacked=True, **FAST)
+    for a, b in zip(st.members, grid_fit.members):
+        assert a.metrics["epochs"] == b.metrics["epochs"]
+        assert a.metrics["val_loglik"] == pytest.approx(b.metrics["val_loglik"], abs=1e-3)
+        wa, wb = a.model.snp_linear.weight.detach(), b.model.snp_linear.weight.detach()
+        assert float((wa - wb).abs().max()) < 1e-3
+
+
+def test_train_with_refit_seeds_runs_the_protocol(cohort):
+    fit = train(_geno(cohort), cohort[2], l1=[0.01, 2.0], seeds=[0], refit_seeds=[5, 6], **dict(FAST, epochs=5))
+    assert [m.role for m in fit.members] == ["grid", "grid", "refit", "refit"]
+    assert fit.selected == select(fit) and all(m.config == fit.selected for m in fit.members_by_role("refit"))
+    assert [m.seed for m in fit.members_by_role("refit")] == [5, 6]
