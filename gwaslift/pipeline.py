@@ -1,0 +1,462 @@
+"""The end-to-end analysis: PLINK files in, a Miami plot and a report out.
+
+:func:`analyze` runs the stages in the order of the house plan -- QC, PCA, linear GWAS with
+the PCs (and user covariates), the network grid and model selection, re-training over fresh
+seeds, DeepLIFT, null calibration -- and returns an :class:`Analysis`. ``Analysis.save`` writes
+plain files (TSV, JSON, tensors; no pickles) that :func:`load` reads back. This module only
+orchestrates: every number comes from the stage modules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._util import atomic_path
+from .errors import InputError
+
+log = logging.getLogger("gwaslift")
+
+#: The paper's grid (Sec. 4): h1 in {64, 128}, h2 in {128, 256}, L1 in {0.01, 0.1, 1, 10}.
+PAPER_HIDDEN = [(64, 128), (64, 256), (128, 128), (128, 256)]
+PAPER_L1 = [0.01, 0.1, 1.0, 10.0]
+
+DEFAULTS = dict(
+    maf=0.01, geno=0.01, mind=0.02, hwe=None,
+    n_pcs=10, model="auto", missing="drop",
+    hidden=PAPER_HIDDEN, l1=PAPER_L1, seeds=[0, 1, 2, 3, 4], refit_seeds=[5, 6, 7, 8, 9],
+    deep_covariates=True, epochs=100, patience=10, batch_size=256, lr=1e-3, device="auto",
+    samples="validation", reference="mean", rule="rescale", n_null=10, alpha=0.05, top_k=10,
+    split_seed=0, seed=0,
+)
+
+TABLE_KEYS = ["chrom", "pos", "snp", "a1", "a2"]
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, range)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def join_tables(sumstats: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Per-SNP table with both methods side by side and their ranks (1 = strongest).
+
+    ``rank_linear`` ranks by -log10 p (ties share the best rank); ``rank_deeplift`` by the
+    aggregated mean |DeepLIFT| score. Rows keep the sumstats' variant order.
+    """
+    dl_cols = [c for c in scores.columns if c.startswith("deeplift_")]
+    missing = set(scores.snp) ^ set(sumstats.snp)
+    if missing:
+        raise InputError(f"sumstats and scores cover different SNPs ({len(missing)} differ, e.g. "
+                         f"{sorted(missing)[:3]}): were they computed on the same QC'd genotypes?")
+    # a left merge keeps the sumstats' (genomic) order; an outer merge would sort by SNP id
+    table = sumstats.merge(scores[["snp", *dl_cols]], on="snp", how="left", validate="one_to_one")
+    lp = table["log10_p"] if "log10_p" in table else -np.log10(table["p"])
+    table["rank_linear"] = lp.rank(ascending=False, method="min", na_option="bottom").astype(int)
+    table["rank_deeplift"] = table["deeplift_mean_abs"].rank(ascending=False, method="min",
+                                                             na_option="bottom").astype(int)
+    return table
+
+
+@dataclass
+class Analysis:
+    """The result of :func:`analyze`.
+
+    Attributes
+    ----------
+    sumstats : DataFrame -- linear/logistic GWAS (``chrom, pos, snp, a1, a2, a1_freq, n, beta,
+        se, stat, p, log10_p``; A1 = .bim column 5, the counted allele).
+    scores : DataFrame -- DeepLIFT scores keyed like the sumstats (``deeplift_*`` columns).
+    table : DataFrame -- both joined, with ``rank_linear`` and ``rank_deeplift``.
+    qc_report : DataFrame -- every removed sample and variant, and why.
+    pcs : DataFrame -- the principal components used as covariates.
+    selection : DataFrame -- one row per trained network: role, h1, h2, l1, seed, metrics.
+    models : DeepFit or None -- the fitted networks (None when loaded without them).
+    config : dict -- every option of the run (JSON), enough to repeat it.
+    summary : dict -- cohort and run facts (sizes, case fraction, lambda_GC, timings...).
+    """
+
+    sumstats: pd.DataFrame
+    scores: pd.DataFrame
+    table: pd.DataFrame
+    qc_report: pd.DataFrame
+    pcs: pd.DataFrame
+    selection: pd.DataFrame
+    config: dict
+    summary: dict
+    models: object | None = None
+    fwer_threshold: float | None = None
+    figures: dict = field(default_factory=dict)
+
+    # ---------------------------------------------------------------- views
+    def top(self, k: int = 10) -> pd.DataFrame:
+        """The leading ``k`` SNPs of each method and where they agree.
+
+        One row per SNP that is in the top ``k`` of either method, with both ranks and
+        ``in_linear`` / ``in_deeplift`` / ``in_both`` flags, sorted by the better rank.
+        """
+        t = self.table
+        sel = (t["rank_linear"] <= k) | (t["rank_deeplift"] <= k)
+        out = t.loc[sel, [*TABLE_KEYS, "p", "log10_p", "deeplift_mean_abs", "rank_linear", "rank_deeplift",
+                          *[c for c in ("deeplift_p", "deeplift_q") if c in t]]].copy()
+        out["in_linear"] = out["rank_linear"] <= k
+        out["in_deeplift"] = out["rank_deeplift"] <= k
+        out["in_both"] = out["in_linear"] & out["in_deeplift"]
+        out["best_rank"] = out[["rank_linear", "rank_deeplift"]].min(axis=1)
+        return out.sort_values(["best_rank", "rank_linear"]).drop(columns="best_rank").reset_index(drop=True)
+
+    def miami(self, ax=None, **kwargs):
+        """Miami plot: -log10 p above, mean |DeepLIFT| below (see :func:`gwaslift.plots.miami`)."""
+        from . import plots
+
+        kwargs.setdefault("threshold", self.fwer_threshold_score())
+        return plots.miami(self.sumstats, self.scores, ax=ax, **kwargs)
+
+    def manhattan(self, ax=None, **kwargs):
+        from . import plots
+
+        return plots.manhattan(self.sumstats, ax=ax, **kwargs)
+
+    def qq(self, ax=None, **kwargs):
+        from . import plots
+
+        return plots.qq(self.sumstats, ax=ax, **kwargs)
+
+    def fwer_threshold_score(self) -> float | None:
+        """The family-wise threshold in units of ``deeplift_mean_abs`` (None if not computed)."""
+        return self.summary.get("deeplift_fwer_threshold_score")
+
+    # ---------------------------------------------------------------- files
+    def save(self, path: str | os.PathLike, *, models: bool = True, figures: bool = True,
+             report: bool = True) -> Path:
+        """Write every table, the configuration, the models, figures and ``report.md``.
+
+        Files: ``sumstats.glm.{linear|logistic}`` (plink2 style), ``sumstats.ssf.tsv``
+        (GWAS-SSF), ``sumstats.tsv``, ``scores.tsv``, ``table.tsv``, ``qc_report.tsv``,
+        ``pcs.tsv``, ``selection.tsv``, ``config.json``, ``summary.json``, ``models/``
+        (tensors + JSON), ``miami|manhattan|qq.{png,pdf}``, ``report.md``. Each file is
+        written under a temporary name and renamed.
+        """
+        from .io.sumstats import write_glm, write_gwas_ssf
+
+        d = Path(path)
+        d.mkdir(parents=True, exist_ok=True)
+        model = self.summary.get("model", "linear")
+        write_glm(self.sumstats, d / f"sumstats.glm.{model}", model=model)
+        write_gwas_ssf(self.sumstats, d / "sumstats.ssf.tsv", model=model)
+        for name in ("sumstats", "scores", "table", "qc_report", "pcs", "selection"):
+            _write_tsv(getattr(self, name), d / f"{name}.tsv")
+        _write_json(self.config, d / "config.json")
+        _write_json(self.summary, d / "summary.json")
+        if models and self.models is not None:
+            self.models.save(d / "models")
+        if figures:
+            self.figures = save_figures(self, d)
+        if report:
+            write_report(self, d)
+        return d
+
+
+def _write_tsv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, na_rep="NA")
+
+
+def _write_json(obj: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True))
+
+
+def _read_tsv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError("file not found (not a saved gwaslift analysis?)", path)
+    # only "NA" (what _write_tsv writes for a missing value) is missing: an empty string stays one
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=["NA"], dtype={"chrom": str, "snp": str, "a1": str, "a2": str,
+                                              "fid": str, "iid": str, "id": str})
+
+
+def load(path: str | os.PathLike, *, models: bool = True) -> Analysis:
+    """Read an analysis written by :meth:`Analysis.save` (plain files only, nothing unpickled)."""
+    d = Path(path)
+    if not d.is_dir():
+        raise InputError("not a directory (expected the output directory of an analysis)", d)
+    try:
+        config = json.loads((d / "config.json").read_text())
+        summary = json.loads((d / "summary.json").read_text())
+    except FileNotFoundError as exc:
+        raise InputError("missing config.json/summary.json: not a saved gwaslift analysis", exc.filename) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"corrupt JSON ({exc.msg})", d) from None
+    fit = None
+    if models and (d / "models").is_dir():
+        from .deep import load_fit
+
+        fit = load_fit(d / "models")
+    return Analysis(
+        sumstats=_read_tsv(d / "sumstats.tsv"), scores=_read_tsv(d / "scores.tsv"),
+        table=_read_tsv(d / "table.tsv"), qc_report=_read_tsv(d / "qc_report.tsv"),
+        pcs=_read_tsv(d / "pcs.tsv"), selection=_read_tsv(d / "selection.tsv"),
+        config=config, summary=summary, models=fit,
+        fwer_threshold=summary.get("deeplift_fwer_threshold"),
+    )
+
+
+def save_figures(analysis: Analysis, d: Path) -> dict:
+    """Miami, Manhattan and QQ plots as PNG and PDF in ``d``; returns {name: png path}."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    out = {}
+    for name, size in (("miami", (14, 7)), ("manhattan", (14, 4.5)), ("qq", (5.5, 5.5))):
+        fig, ax = plt.subplots(figsize=size)
+        getattr(analysis, name)(ax=ax)
+        fig.tight_layout()
+        for ext in ("png", "pdf"):
+            target = d / f"{name}.{ext}"
+            with atomic_path(target) as tmp:
+                fig.savefig(tmp, dpi=150, format=ext)
+        plt.close(fig)
+        out[name] = d / f"{name}.png"
+    return out
+
+
+def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            if isinstance(v, (float, np.floating)):
+                cells.append("NA" if np.isnan(v) else floatfmt.format(v))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(analysis: Analysis, d: Path) -> Path:
+    """``report.md``: cohort, QC, GWAS, model selection, top hits of both methods, figures."""
+    s = analysis.summary
+    k = int(analysis.config.get("top_k", 10))
+    qc = analysis.qc_report
+    qc_counts = (qc.groupby(["kind", "reason"]).size().rename("removed").reset_index()
+                 if len(qc) else pd.DataFrame({"kind": [], "reason": [], "removed": []}))
+    sel = analysis.selection
+    grid = sel[sel.role == "grid"]
+    by_cfg = pd.DataFrame()
+    if len(grid):
+        metric = "val_loglik" if "val_loglik" in grid else grid.columns[-1]
+        by_cfg = (grid.groupby(["h1", "h2", "l1"])[metric].agg(["mean", "std", "count"]).reset_index()
+                  .sort_values("mean", ascending=False))
+        by_cfg.columns = ["h1", "h2", "l1", f"{metric} mean", f"{metric} sd", "seeds"]
+    top = analysis.top(k)
+    both = top[top.in_both]
+    lines = [
+        "# gwaslift report",
+        "",
+        f"Input: `{s.get('bfile')}`; phenotype `{s.get('phenotype_name')}` ({s.get('model')} model).",
+        "",
+        "## Cohort and QC",
+        "",
+        f"- samples: {s.get('n_samples_input')} in the .fam, {s.get('n_samples_qc')} after QC, "
+        f"{s.get('n_samples_analysed')} with a phenotype",
+        f"- variants: {s.get('n_variants_input')} in the .bim, {s.get('n_variants_qc')} after QC",
+    ]
+    if s.get("case_fraction") is not None:
+        lines.append(f"- cases: {s.get('n_cases')} of {s.get('n_samples_analysed')} "
+                     f"(case fraction {s['case_fraction']:.3f})")
+    lines += ["", _md_table(qc_counts) if len(qc_counts) else "Nothing was removed by QC.", "",
+              "## Linear GWAS", "",
+              f"- {s.get('n_pcs')} principal components and {len(s.get('covariates', []))} covariates in total: "
+              f"{', '.join(s.get('covariates', [])) or 'none'}",
+              f"- genomic inflation lambda_GC = {s.get('lambda_gc', float('nan')):.3f}",
+              f"- SNPs with p < 5e-8: {s.get('n_genome_wide')}", "",
+              "## Deep model", "",
+              f"- grid: {len(by_cfg)} configurations x {len(analysis.config.get('seeds', []))} seeds; "
+              f"selected: h1={s.get('selected', {}).get('hidden', ['?'])[0]}, "
+              f"h2={s.get('selected', {}).get('hidden', ['?', '?'])[1]}, l1={s.get('selected', {}).get('l1')}",
+              f"- re-trained with seeds {analysis.config.get('refit_seeds')}; DeepLIFT on the "
+              f"{analysis.config.get('samples')} samples against the {analysis.config.get('reference')} reference "
+              f"(max summation-to-delta error {s.get('deeplift_max_delta_error', float('nan')):.2e})",
+              f"- null calibration: {s.get('n_null')} permuted-phenotype fits; family-wise threshold "
+              f"(alpha={analysis.config.get('alpha')}): {s.get('deeplift_fwer_threshold_score')}; "
+              f"SNPs above it: {s.get('n_deeplift_fwer')}",
+              "", _md_table(by_cfg) if len(by_cfg) else "", "",
+              f"## Top {k} SNPs of each method", "",
+              _md_table(top), "",
+              f"In both top-{k} lists: {', '.join(both.snp) if len(both) else 'none'}.", "",
+              "## Figures", ""]
+    for name in ("miami", "manhattan", "qq"):
+        if (d / f"{name}.png").exists():
+            lines.append(f"![{name}]({name}.png)")
+            lines.append("")
+    lines += ["## Run", "", f"Configuration: `config.json`. Wall time {s.get('wall_time_s', 0):.1f} s.", ""]
+    target = d / "report.md"
+    with atomic_path(target) as tmp:
+        tmp.write_text("\n".join(lines))
+    return target
+
+
+def check_writable(out: str | os.PathLike) -> Path:
+    """Create ``out`` (a directory) and check that files can be written there, before any work."""
+    d = Path(out)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        probe = d / f".gwaslift-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"output directory is not writable ({exc.strerror})", d) from None
+    return d
+
+
+def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_names=None,
+            progress: bool | None = None, **options) -> Analysis:
+    """Run the whole analysis on a PLINK fileset.
+
+    Parameters
+    ----------
+    bfile : path prefix of the .bed/.bim/.fam (or a :class:`~gwaslift.io.Genotypes`).
+    pheno : PLINK-style phenotype file, a Series/array aligned with the .fam, or None for
+        the .fam's sixth column. ``pheno_name`` picks the column of a file.
+    covar : PLINK-style covariate file (numeric and categorical columns), a DataFrame, or None.
+        ``covar_names`` picks columns.
+    out : output directory; when given, it is checked for writability *before* any
+        computation and ``Analysis.save(out)`` runs at the end.
+    options : any of :data:`DEFAULTS` -- QC thresholds (``maf, geno, mind, hwe``), ``n_pcs``,
+        GWAS ``model`` and ``missing`` rule, the grid (``hidden, l1``), ``seeds`` and
+        ``refit_seeds``, ``deep_covariates`` (feed PCs and covariates to the network as
+        unpenalized inputs), training options (``epochs, patience, batch_size, lr, device``),
+        DeepLIFT (``samples, reference, rule``), the null (``n_null``, 0 to skip; ``alpha``),
+        ``top_k``, ``split_seed``, ``seed``.
+    """
+    from . import deep
+    from .assoc import genomic_inflation, linear_gwas
+    from .attribution import attribution_null, deeplift
+    from .io import read_plink
+    from .io.pheno import as_phenotype, read_covar
+    from .qc import qc
+    from .structure import pca
+
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"analyze() got unknown options: {', '.join(sorted(unknown))}")
+    cfg = {**DEFAULTS, **options}
+    out_dir = check_writable(out) if out is not None else None
+    t0 = time.perf_counter()
+    timings = {}
+
+    def stage(name):
+        timings[name] = time.perf_counter()
+        log.info("stage: %s", name)
+
+    stage("read")
+    g = bfile if hasattr(bfile, "dosage") else read_plink(bfile)
+    y_all = as_phenotype(pheno, g, name=pheno_name)
+    cov_all = None
+    if covar is not None:
+        cov_all = read_covar(covar, g, columns=covar_names) if isinstance(covar, (str, os.PathLike)) \
+            else pd.DataFrame(covar).reset_index(drop=True)
+
+    stage("qc")
+    gq, qc_report = qc(g, maf=cfg["maf"], geno=cfg["geno"], mind=cfg["mind"], hwe=cfg["hwe"], progress=progress)
+    keep = np.searchsorted(g.sample_idx, gq.sample_idx)  # positions of kept samples in g
+    y = pd.Series(np.asarray(y_all, float)[keep], name=y_all.name)
+    cov = cov_all.iloc[keep].reset_index(drop=True) if cov_all is not None else None
+    if np.isfinite(y).sum() < 10:
+        raise InputError(f"fewer than 10 samples with a phenotype after QC ({int(np.isfinite(y).sum())})",
+                         pheno if isinstance(pheno, (str, os.PathLike)) else None)
+
+    stage("pca")
+    n_pcs = int(cfg["n_pcs"])
+    pcs = pca(gq, k=n_pcs, seed=cfg["seed"], progress=progress) if n_pcs > 0 else \
+        gq.samples[["fid", "iid"]].copy()
+    pc_cols = [c for c in pcs.columns if c.startswith("PC")]
+    covariates = pd.concat([pcs[pc_cols].reset_index(drop=True), cov], axis=1) if cov is not None \
+        else pcs[pc_cols].reset_index(drop=True)
+    covariates = covariates if covariates.shape[1] else None
+
+    stage("gwas")
+    sumstats = linear_gwas(gq, y, covariates, model=cfg["model"], missing=cfg["missing"], progress=progress)
+    model = sumstats.attrs.get("model") or ("logistic" if set(np.unique(y[np.isfinite(y)])) <= {0.0, 1.0}
+                                             else "linear")
+
+    stage("train")
+    deep_cov = covariates if cfg["deep_covariates"] else None
+    fit = deep.train(gq, y, hidden=[tuple(h) for h in cfg["hidden"]], l1=list(cfg["l1"]), seeds=list(cfg["seeds"]),
+                     refit_seeds=list(cfg["refit_seeds"]), covariates=deep_cov, device=cfg["device"],
+                     epochs=cfg["epochs"], patience=cfg["patience"], batch_size=cfg["batch_size"],
+                     lr=cfg["lr"], split_seed=cfg["split_seed"], progress=progress,
+                     checkpoint_dir=(out_dir / "checkpoints") if out_dir is not None else None)
+
+    stage("deeplift")
+    from .deep.train import resolve_device
+
+    device = str(resolve_device(cfg["device"]))
+    null = None
+    if int(cfg["n_null"]) > 0:
+        null = attribution_null(gq, y, fit, n_null=int(cfg["n_null"]), seed=cfg["seed"], samples=cfg["samples"],
+                                reference=cfg["reference"], rule=cfg["rule"], covariates=deep_cov,
+                                device=device, progress=progress)
+    res = deeplift(fit, gq, samples=cfg["samples"], reference=cfg["reference"], rule=cfg["rule"],
+                   covariates=deep_cov, top_k=cfg["top_k"], null=null, alpha=cfg["alpha"],
+                   device=device, progress=progress)
+    scores = res.scores
+    table = join_tables(sumstats, scores)
+
+    stage("done")
+    selected = fit.selected or {}
+    finite = np.isfinite(y)
+    summary = {
+        "bfile": str(getattr(g, "prefix", bfile)),
+        "phenotype_name": str(y_all.name),
+        "model": model,
+        "n_samples_input": int(g.n_samples), "n_variants_input": int(g.n_variants),
+        "n_samples_qc": int(gq.n_samples), "n_variants_qc": int(gq.n_variants),
+        "n_samples_analysed": int(finite.sum()),
+        "n_pcs": n_pcs, "covariates": list(covariates.columns) if covariates is not None else [],
+        "lambda_gc": float(genomic_inflation(log10_p=sumstats["log10_p"].to_numpy())),
+        "n_genome_wide": int((sumstats["log10_p"] > -np.log10(5e-8)).sum()),
+        "selected": {"hidden": list(selected.get("hidden", [])), "l1": selected.get("l1"), "lr": selected.get("lr")},
+        "deeplift_max_delta_error": float(res.max_delta_error),
+        "n_null": int(cfg["n_null"]),
+        "wall_time_s": time.perf_counter() - t0,
+        "stage_start_s": {k: v - t0 for k, v in timings.items()},
+    }
+    if model == "logistic":
+        summary["n_cases"] = int((y[finite] == 1).sum())
+        summary["case_fraction"] = float((y[finite] == 1).mean())
+    if res.fwer_threshold is not None:
+        # the threshold is in the units null_calibrate compared (shares by default):
+        # convert to deeplift_mean_abs units for the plot
+        total = float(scores["deeplift_mean_abs"].sum())
+        share = "deeplift_share" in scores
+        summary["deeplift_fwer_threshold"] = float(res.fwer_threshold)
+        summary["deeplift_fwer_threshold_score"] = float(res.fwer_threshold * total) if share \
+            else float(res.fwer_threshold)
+        summary["n_deeplift_fwer"] = int(scores["deeplift_fwer"].sum()) if "deeplift_fwer" in scores else None
+    analysis = Analysis(sumstats=sumstats, scores=scores, table=table, qc_report=qc_report,
+                        pcs=pcs.reset_index(drop=True), selection=fit.metrics_table(), config=_jsonable(cfg),
+                        summary=summary, models=fit, fwer_threshold=res.fwer_threshold)
+    if out_dir is not None:
+        analysis.save(out_dir)
+    return analysis

@@ -1,0 +1,85 @@
+"""The gwaslift command: flags, exit codes, a CLI round trip (analyze then plot)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gwaslift.cli import main
+
+
+def test_help_for_every_command(capsys):
+    for cmd in ("simulate", "qc", "pca", "gwas", "train", "attribute", "analyze", "plot", "demo"):
+        with pytest.raises(SystemExit) as info:
+            main([cmd, "--help"])
+        assert info.value.code == 0
+        assert "--out" in capsys.readouterr().out or cmd == "plot"
+
+
+def test_bad_flags_exit_2(capsys):
+    for argv in (["analyze", "--bfile", "x"], ["nonsense"], ["gwas", "--bfile", "x", "--out", "y", "--model", "probit"],
+                 ["train", "--bfile", "x", "--out", "y", "--hidden", "64by128"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2, argv
+        assert "usage:" in capsys.readouterr().err
+
+
+def test_input_error_exit_1(tmp_path, capsys):
+    rc = main(["qc", "--bfile", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "missing.bed" in err and "not found" in err
+    assert (tmp_path / "o.log").exists()
+
+
+def test_unwritable_out_exit_1_before_work(tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    rc = main(["analyze", "--bfile", str(tmp_path / "missing"), "--out", str(tmp_path / "f" / "sub")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "not writable" in err and "missing.bed" not in err
+
+
+def test_simulate_qc_gwas(tmp_path, plink2):
+    p = tmp_path / "sim"
+    assert main(["simulate", "--out", str(p), "--n-samples", "300", "--n-snps", "120", "--trait", "quantitative",
+                 "--seed", "4", "--no-progress"]) == 0
+    assert main(["qc", "--bfile", str(p), "--out", str(tmp_path / "q"), "--make-bed", "--no-progress"]) == 0
+    assert (tmp_path / "q.bed").exists() and (tmp_path / "q.qc.tsv").exists()
+    assert main(["gwas", "--bfile", str(p), "--pheno", f"{p}.pheno", "--out", str(tmp_path / "g"),
+                 "--no-progress"]) == 0
+    ours = pd.read_csv(tmp_path / "g.glm.linear", sep="\t")
+    # omit-ref: A1 = ALT = .bim column 5, our counted allele (plink2's default A1 is the minor allele)
+    plink2("--bfile", p, "--pheno", f"{p}.pheno", "--glm", "allow-no-covars", "omit-ref", "--out", tmp_path / "ref")
+    ref = pd.read_csv(tmp_path / "ref.trait.glm.linear", sep="\t")
+    assert ours["ID"].tolist() == ref["ID"].tolist() and ours["A1"].tolist() == ref["A1"].tolist()
+    pd.testing.assert_series_equal(ours["BETA"], ref["BETA"], rtol=1e-4, check_names=False)
+    log = (tmp_path / "g.log").read_text()
+    assert "configuration" in log and '"pheno"' in log
+
+
+def test_analyze_then_plot_roundtrip(tmp_path):
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--n-samples", "500", "--n-snps", "150", "--seed", "2",
+                 "--case-fraction", "0.5", "--no-progress"]) == 0
+    out = tmp_path / "run"
+    rc = main(["analyze", "--bfile", str(sim), "--pheno", f"{sim}.pheno", "--out", str(out), "--pcs", "2",
+               "--hidden", "16x32", "--l1", "0.1,1", "--seeds", "0-1", "--refit-seeds", "2", "--epochs", "15",
+               "--n-null", "1", "--no-progress", "--threads", "2"])
+    assert rc == 0
+    for name in ("table.tsv", "miami.png", "report.md", "gwaslift.log", "sumstats.glm.logistic"):
+        assert (out / name).exists(), name
+    figs = tmp_path / "figs"
+    assert main(["plot", "--from", str(out), "--out", str(figs)]) == 0
+    for name in ("miami.png", "miami.pdf", "manhattan.png", "qq.png", "report.md"):
+        assert (figs / name).stat().st_size > 0, name
+
+
+def test_console_script_entry_point():
+    res = subprocess.run([sys.executable, "-m", "gwaslift", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.startswith("gwaslift ")

@@ -1,0 +1,115 @@
+"""analyze() end to end on a small simulation; Analysis save/load; the joined table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import gwaslift
+from gwaslift import InputError
+from gwaslift.pipeline import join_tables
+from gwaslift.simulate import hao
+
+SMALL_RUN = dict(n_pcs=3, hidden=[(32, 64)], l1=[0.1, 1.0], seeds=[0, 1], refit_seeds=[2, 3], n_null=2,
+                 epochs=30, patience=5, progress=False)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("analysis")
+    # a quantitative trait with strong effects: both methods should see the causal SNPs
+    sim = hao(1200, 300, trait="quantitative", seed=11, effect_sd=1.0, out=d / "cohort" / "sim")
+    analysis = gwaslift.analyze(sim.prefix, sim.paths["pheno"], out=d / "out", **SMALL_RUN)
+    return sim, analysis, d / "out"
+
+
+def test_causal_snps_rank_high_in_both_methods(run):
+    sim, a, _ = run
+    causal = set(sim.truth.snp)
+    t = a.table
+    top_linear = set(t.loc[t.rank_linear <= 20, "snp"])
+    top_deeplift = set(t.loc[t.rank_deeplift <= 20, "snp"])
+    # 300 SNPs, 10 causal: by chance about 0.7 of 10 would land in a top 20
+    assert len(causal & top_linear) >= 5, sorted(causal & top_linear)
+    assert len(causal & top_deeplift) >= 5, sorted(causal & top_deeplift)
+
+
+def test_tables_are_keyed_alike(run):
+    _, a, _ = run
+    assert a.sumstats.snp.tolist() == a.scores.snp.tolist() == a.table.snp.tolist()
+    for col in ("chrom", "pos", "snp", "a1", "a2", "beta", "p", "log10_p", "deeplift_mean_abs",
+                "rank_linear", "rank_deeplift"):
+        assert col in a.table
+    assert a.table.rank_linear.min() == 1 and a.table.rank_deeplift.min() == 1
+    assert a.summary["deeplift_max_delta_error"] < 1e-3
+    assert a.summary["model"] == "linear"
+    assert set(a.selection.role) >= {"grid", "refit"}
+
+
+def test_top_lists_both_methods(run):
+    _, a, _ = run
+    top = a.top(5)
+    assert top.in_linear.sum() >= 5 and top.in_deeplift.sum() >= 5
+    assert (top.in_both == (top.in_linear & top.in_deeplift)).all()
+
+
+def test_outputs_written(run):
+    _, _, out = run
+    names = {p.name for p in out.iterdir()}
+    for expected in ("sumstats.glm.linear", "sumstats.ssf.tsv", "scores.tsv", "table.tsv", "qc_report.tsv",
+                     "config.json", "summary.json", "report.md", "miami.png", "miami.pdf", "manhattan.png",
+                     "qq.png", "models"):
+        assert expected in names, expected
+    report = (out / "report.md").read_text()
+    assert "![miami](miami.png)" in report and "Top 10 SNPs" in report
+    assert not [n for n in names if ".tmp-" in n]
+
+
+def test_save_load_roundtrip(run, tmp_path):
+    _, a, out = run
+    b = gwaslift.load(out)
+    for name in ("sumstats", "scores", "table", "qc_report", "selection"):
+        left = getattr(a, name).reset_index(drop=True)
+        pd.testing.assert_frame_equal(left, getattr(b, name), check_dtype=False, check_exact=False, rtol=1e-12)
+    assert b.config == a.config
+    assert b.models is not None and len(b.models.members) == len(a.models.members)
+    # a second save of the loaded analysis reproduces the tables
+    b.save(tmp_path / "again", models=False, figures=False)
+    c = gwaslift.load(tmp_path / "again", models=False)
+    pd.testing.assert_frame_equal(b.table, c.table)
+
+
+def test_load_rejects_non_analysis(tmp_path):
+    with pytest.raises(InputError, match="not a directory"):
+        gwaslift.load(tmp_path / "nothing")
+    with pytest.raises(InputError, match="config.json"):
+        gwaslift.load(tmp_path)
+
+
+def test_unwritable_out_fails_before_work(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    import gwaslift.io as gio
+
+    def boom(*a, **k):
+        raise AssertionError("read_plink must not run when --out is unwritable")
+
+    monkeypatch.setattr(gio, "read_plink", boom)
+    with pytest.raises(InputError, match="not writable"):
+        gwaslift.analyze("whatever", out=blocker / "sub")
+
+
+def test_unknown_option():
+    with pytest.raises(TypeError, match="unknown options"):
+        gwaslift.analyze("x", n_pc=3)
+
+
+def test_join_tables_ranks():
+    ss = pd.DataFrame({"snp": ["a", "b", "c"], "p": [0.5, 1e-10, 0.01], "log10_p": [0.30103, 10, 2]})
+    sc = pd.DataFrame({"snp": ["c", "a", "b"], "deeplift_mean_abs": [0.3, 0.1, 0.2]})
+    t = join_tables(ss, sc)
+    assert t.snp.tolist() == ["a", "b", "c"]
+    assert t.rank_linear.tolist() == [3, 1, 2]
+    assert t.rank_deeplift.tolist() == [3, 2, 1]
+    assert np.allclose(t.deeplift_mean_abs, [0.1, 0.2, 0.3])
