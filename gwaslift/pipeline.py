@@ -33,7 +33,8 @@ DEFAULTS = dict(
     n_pcs=10, model="auto", missing="drop",
     hidden=PAPER_HIDDEN, l1=PAPER_L1, seeds=[0, 1, 2, 3, 4], refit_seeds=[5, 6, 7, 8, 9],
     deep_covariates=True, epochs=100, patience=10, batch_size=256, lr=1e-3, device="auto",
-    samples="validation", reference="mean", rule="rescale", n_null=10, alpha=0.05, top_k=10,
+    samples="validation", reference="mean", rule="rescale", n_null=10, null_normalize="share", alpha=0.05,
+    top_k=10,
     split_seed=0, seed=0,
 )
 
@@ -125,7 +126,11 @@ class Analysis:
         """Miami plot: -log10 p above, mean |DeepLIFT| below (see :func:`gwaslift.plots.miami`)."""
         from . import plots
 
-        kwargs.setdefault("threshold", self.fwer_threshold_score())
+        thr = self.fwer_threshold_score()
+        top = float(np.nanmax(self.scores["deeplift_mean_abs"])) if len(self.scores) else 0.0
+        # a threshold far above every score would only squash the lower half: the report
+        # states it instead
+        kwargs.setdefault("threshold", thr if thr is not None and thr <= 1.5 * top else None)
         return plots.miami(self.sumstats, self.scores, ax=ax, **kwargs)
 
     def manhattan(self, ax=None, **kwargs):
@@ -238,6 +243,10 @@ def save_figures(analysis: Analysis, d: Path) -> dict:
     return out
 
 
+def _fmt(v) -> str:
+    return "not computed" if v is None else f"{v:.4g}"
+
+
 def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
@@ -298,8 +307,15 @@ def write_report(analysis: Analysis, d: Path) -> Path:
               f"{analysis.config.get('samples')} samples against the {analysis.config.get('reference')} reference "
               f"(max summation-to-delta error {s.get('deeplift_max_delta_error', float('nan')):.2e})",
               f"- null calibration: {s.get('n_null')} permuted-phenotype fits; family-wise threshold "
-              f"(alpha={analysis.config.get('alpha')}): {s.get('deeplift_fwer_threshold_score')}; "
-              f"SNPs above it: {s.get('n_deeplift_fwer')}",
+              f"(alpha={analysis.config.get('alpha')}): {_fmt(s.get('deeplift_fwer_threshold_score'))} "
+              f"mean |DeepLIFT|; SNPs above it: {s.get('n_deeplift_fwer')}. The threshold (the "
+              f"{1 - float(analysis.config.get('alpha', 0.05)):.0%} quantile of the null fits' largest score) "
+              "controls the family-wise error under the global null, where the observed fit is "
+              "exchangeable with the null fits; scores are compared as shares of each fit's total "
+              "(`null_normalize`), which is conservative when real signal is present. The per-SNP `deeplift_p`/`deeplift_q` pool the null "
+              "scores of all SNPs: trust them under the global null only -- with real signal the null "
+              "networks lose almost every SNP to the L1 penalty while the observed network keeps some "
+              "SNPs without effect alive, so their p-values come out too small. Read them as ranks.",
               "", _md_table(by_cfg) if len(by_cfg) else "", "",
               f"## Top {k} SNPs of each method", "",
               _md_table(top), "",
@@ -346,7 +362,9 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
         GWAS ``model`` and ``missing`` rule, the grid (``hidden, l1``), ``seeds`` and
         ``refit_seeds``, ``deep_covariates`` (feed PCs and covariates to the network as
         unpenalized inputs), training options (``epochs, patience, batch_size, lr, device``),
-        DeepLIFT (``samples, reference, rule``), the null (``n_null``, 0 to skip; ``alpha``),
+        DeepLIFT (``samples, reference, rule``), the null (``n_null``, 0 to skip; ``alpha``;
+        ``null_normalize``: "none" compares raw mean |DeepLIFT| scores, "share" each SNP's share
+        of its fit's total -- see :func:`gwaslift.attribution.null_calibrate`),
         ``top_k``, ``split_seed``, ``seed``.
     """
     from . import deep
@@ -419,6 +437,7 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
                                 device=device, progress=progress)
     res = deeplift(fit, gq, samples=cfg["samples"], reference=cfg["reference"], rule=cfg["rule"],
                    covariates=deep_cov, top_k=cfg["top_k"], null=null, alpha=cfg["alpha"],
+                   normalize=cfg["null_normalize"],
                    device=device, progress=progress)
     scores = res.scores
     table = join_tables(sumstats, scores)
@@ -446,10 +465,10 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
         summary["n_cases"] = int((y[finite] == 1).sum())
         summary["case_fraction"] = float((y[finite] == 1).mean())
     if res.fwer_threshold is not None:
-        # the threshold is in the units null_calibrate compared (shares by default):
-        # convert to deeplift_mean_abs units for the plot
+        # the threshold is in the units null_calibrate compared; the plot needs
+        # deeplift_mean_abs units (a share times this fit's total score)
         total = float(scores["deeplift_mean_abs"].sum())
-        share = "deeplift_share" in scores
+        share = cfg["null_normalize"] == "share"
         summary["deeplift_fwer_threshold"] = float(res.fwer_threshold)
         summary["deeplift_fwer_threshold_score"] = float(res.fwer_threshold * total) if share \
             else float(res.fwer_threshold)
