@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import sys
 from pathlib import Path
@@ -40,3 +41,65 @@ def progress_bar(iterable, *, total=None, desc=None, progress: bool | None = Non
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False)
+
+
+@contextlib.contextmanager
+def blas_threads(n_threads: int = 1):
+    """Limit OpenBLAS threads within the block (restored afterwards).
+
+    Chunked passes run one task per Dask worker thread, each calling BLAS on a cache-sized
+    slab; OpenBLAS threads of its own on top of that oversubscribe the cores, and its
+    spinning threads then make a pass several times slower (PCA, the linear GWAS). Uses ``threadpoolctl`` when
+    installed, else the ``openblas_set_num_threads`` entry points of the OpenBLAS copies
+    loaded in this process (Linux ``/proc/self/maps``); does nothing where neither works.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    if threadpool_limits is not None:
+        with threadpool_limits(limits=n_threads, user_api="blas"):
+            yield
+        return
+    handles = []
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = sorted({line.split()[-1] for line in fh if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        paths = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for suffix in ("64_", ""):
+            get = getattr(lib, f"openblas_get_num_threads{suffix}", None)
+            set_ = getattr(lib, f"openblas_set_num_threads{suffix}", None)
+            if get is not None and set_ is not None:
+                handles.append((set_, int(get())))
+                set_(ctypes.c_int(n_threads))
+                break
+    try:
+        yield
+    finally:
+        for set_, previous in handles:
+            set_(ctypes.c_int(previous))
+
+
+def check_writable_dir(d: str | os.PathLike) -> Path:
+    """Create directory ``d`` if needed and prove a file can be written there.
+
+    Called before any computation, so that an unwritable output fails at once instead of
+    after hours of work. Raises :class:`gwaslift.InputError` naming the directory.
+    """
+    from .errors import InputError
+
+    d = Path(d)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        probe = d / f".gwaslift-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"output directory is not writable ({exc.strerror})", d) from None
+    return d

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._util import progress_bar, progress_enabled
+from ._util import blas_threads, progress_bar, progress_enabled
 from .errors import InputError
 from .io.packed import BYTE_TO_CODES, CODE_TO_DOSAGE, unpack_codes
 
@@ -535,48 +535,6 @@ def dosage_chunk_stats(dosage: np.ndarray, design: Design, max_iter: int = 25) -
 
 
 # --------------------------------------------------------------------------------------
-# BLAS threads: the threaded scheduler already runs one chunk per core, so each chunk's
-# matrix products run single-threaded (oversubscribed BLAS threads cost ~1.5-3x here)
-# --------------------------------------------------------------------------------------
-def _openblas():
-    """ctypes (get, set) for numpy's bundled OpenBLAS thread count, or None."""
-    import ctypes
-    import glob
-    import os
-
-    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "libopenblas*.so*")
-    for path in glob.glob(libs):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for suffix in ("64_", "_64_", ""):
-            get = getattr(lib, f"openblas_get_num_threads{suffix}", None)
-            set_ = getattr(lib, f"openblas_set_num_threads{suffix}", None)
-            if get is not None and set_ is not None:
-                get.restype = ctypes.c_int
-                set_.argtypes = [ctypes.c_int]
-                return get, set_
-    return None
-
-
-@contextlib.contextmanager
-def _blas_threads(n: int):
-    """Temporarily set numpy's OpenBLAS thread count (no-op if it cannot be found)."""
-    api = _openblas()
-    if api is None:
-        yield
-        return
-    get, set_ = api
-    old = get()
-    set_(n)
-    try:
-        yield
-    finally:
-        set_(old)
-
-
-# --------------------------------------------------------------------------------------
 # input validation and alignment
 # --------------------------------------------------------------------------------------
 def _align(values, samples: pd.DataFrame | None, n: int, what: str):
@@ -783,7 +741,7 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
     import dask.threaded
 
     local_threads = dask.base.get_scheduler(collections=tasks[:1]) is dask.threaded.get
-    with _blas_threads(1) if local_threads and len(tasks) > 1 else contextlib.nullcontext():
+    with blas_threads(1) if local_threads and len(tasks) > 1 else contextlib.nullcontext():
         if progress_enabled(progress) and len(tasks) > 1:
             step = 8
             parts = []

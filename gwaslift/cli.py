@@ -182,15 +182,10 @@ def _log_to(path: Path, args: argparse.Namespace, argv: list[str]) -> logging.Ha
 
 def _prefix_ready(out: str) -> Path:
     """Check that files can be written at prefix ``out`` before any computation."""
+    from ._util import check_writable_dir
+
     prefix = Path(out)
-    parent = prefix.parent if str(prefix.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / f".gwaslift-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(f"output location is not writable ({exc.strerror})", parent) from None
+    check_writable_dir(prefix.parent if str(prefix.parent) else ".")
     return prefix
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._util import atomic_path
+from ._util import atomic_path, check_writable_dir
 from .errors import InputError
 
 log = logging.getLogger("gwaslift")
@@ -334,15 +334,7 @@ def write_report(analysis: Analysis, d: Path) -> Path:
 
 def check_writable(out: str | os.PathLike) -> Path:
     """Create ``out`` (a directory) and check that files can be written there, before any work."""
-    d = Path(out)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        probe = d / f".gwaslift-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(f"output directory is not writable ({exc.strerror})", d) from None
-    return d
+    return check_writable_dir(out)
 
 
 def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_names=None,

@@ -41,14 +41,12 @@ is positive (scikit-learn's ``svd_flip`` rule), so the output is deterministic.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import math
 
 import numpy as np
 import pandas as pd
 
-from ._util import progress_bar
+from ._util import blas_threads, progress_bar
 from .errors import InputError
 from .io.packed import BYTE_TO_CODES, unpack_codes
 
@@ -246,49 +244,6 @@ def flip_signs(u: np.ndarray) -> np.ndarray:
     signs = np.sign(u[rows, np.arange(u.shape[1])])
     signs[signs == 0] = 1
     return u * signs
-
-
-@contextlib.contextmanager
-def blas_threads(n_threads: int = 1):
-    """Limit OpenBLAS threads within the block (restored afterwards).
-
-    The passes run one task per Dask worker thread, each calling BLAS on a cache-sized
-    slab; OpenBLAS threads of its own on top of that oversubscribe the cores, and its
-    spinning threads then make a pass several times slower. Uses ``threadpoolctl`` when
-    installed, else the ``openblas_set_num_threads`` entry points of the OpenBLAS copies
-    loaded in this process (Linux ``/proc/self/maps``); does nothing where neither works.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
-    if threadpool_limits is not None:
-        with threadpool_limits(limits=n_threads, user_api="blas"):
-            yield
-        return
-    handles = []
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = sorted({line.split()[-1] for line in fh if "openblas" in line.lower() and "/" in line})
-    except OSError:
-        paths = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for suffix in ("64_", ""):
-            get = getattr(lib, f"openblas_get_num_threads{suffix}", None)
-            set_ = getattr(lib, f"openblas_set_num_threads{suffix}", None)
-            if get is not None and set_ is not None:
-                handles.append((set_, int(get())))
-                set_(ctypes.c_int(n_threads))
-                break
-    try:
-        yield
-    finally:
-        for set_, previous in handles:
-            set_(ctypes.c_int(previous))
 
 
 # --------------------------------------------------------------------------------------
