@@ -13,6 +13,14 @@ Data: 10,000 samples x 10,000 SNPs, two Balding-Nichols subpopulations (F = 0.05
 binary additive trait with 10 causal SNPs, written once to benchmarks/data/bn_10k_10k.*.
 
     .venv/bin/python benchmarks/deep_grid.py [--epochs 100] [--patience 5] [--threads 2] [--stacked]
+                                             [--precision bf16]
+
+``--precision bf16``: gwaslift runs its first-layer products in bfloat16 (train(...,
+precision="bf16")) while the plain loop stays float32; the script then reports accuracy
+parity as well: per-configuration mean validation log-likelihood on each side, the
+configuration each side selects, and the overlap of the top-10 SNPs by first-layer weight
+norm (column L2 norm of W1, summed over the selected configuration's seeds) with each other
+and with the simulated causal SNPs.
     .venv/bin/python benchmarks/deep_grid.py --gemm-check   # stacked vs per-member GEMMs only
 """
 
@@ -23,6 +31,7 @@ import copy
 import itertools
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -119,6 +128,47 @@ def plain_loop(X, y, split, configs, seeds, epochs, patience, batch_size, shuffl
     return results
 
 
+def parity(fit, res, causal_snps, snps, k=10):
+    """Accuracy of gwaslift's grid against the plain loop's: per-configuration mean validation
+    log-likelihood, the selected configuration of each, and top-``k`` SNP overlap."""
+    tab = fit.metrics_table()
+    plain = pd.DataFrame([{"h1": r["hidden"][0], "h2": r["hidden"][1], "l1": r["l1"], "seed": r["seed"],
+                           "val_loglik": r["val_loglik"]} for r in res])
+    keys = ["h1", "h2", "l1"]
+    per = pd.concat({"gwaslift": tab.groupby(keys).val_loglik.mean(),
+                     "plain": plain.groupby(keys).val_loglik.mean()}, axis=1)
+    per["diff"] = per.gwaslift - per.plain
+    sel_g, sel_p = per.gwaslift.idxmax(), per.plain.idxmax()
+    causal = set(np.flatnonzero(np.isin(np.asarray(snps), np.asarray(causal_snps))).tolist())
+
+    def top(ws):  # SNP importance: W1 column L2 norm summed over the configuration's seeds
+        imp = sum(w.norm(dim=0).numpy() for w in ws)
+        return [int(j) for j in np.argsort(-imp, kind="stable")[:k]]
+
+    def w_gwaslift(cfg):
+        return [m.model.snp_linear.weight.detach() for m in fit.members
+                if (*m.config["hidden"], m.config["l1"]) == cfg]
+
+    def w_plain(cfg):
+        return [r["w1"] for r in res if (*r["hidden"], r["l1"]) == cfg]
+
+    tg, tp = top(w_gwaslift(sel_g)), top(w_plain(sel_p))
+    tp_same = top(w_plain(sel_g))
+    return {
+        "per_config_mean_val_loglik": [{"h1": int(i[0]), "h2": int(i[1]), "l1": float(i[2]),
+                                        "gwaslift": float(r.gwaslift), "plain": float(r.plain),
+                                        "diff": float(r["diff"])} for i, r in per.iterrows()],
+        "max_abs_config_diff": float(per["diff"].abs().max()),
+        "selected_gwaslift": [int(sel_g[0]), int(sel_g[1]), float(sel_g[2])],
+        "selected_plain": [int(sel_p[0]), int(sel_p[1]), float(sel_p[2])],
+        "top10_gwaslift": tg, "top10_plain": tp,
+        "top10_overlap_selected_each": len(set(tg) & set(tp)),
+        "top10_overlap_same_config": len(set(tg) & set(tp_same)),
+        "causal_in_top10_gwaslift": len(set(tg) & causal), "causal_in_top10_plain": len(set(tp) & causal),
+        "n_causal": len(causal),
+    }
+
+
 def gemm_check(n_snps=10_000, batch=256, reps=3):
     """First-layer forward + weight-gradient GEMMs of the 80 members on one batch: one stacked
     GEMM pair versus one pair per member (what gwaslift does on CPU by default)."""
@@ -160,6 +210,8 @@ def main():
     ap.add_argument("--skip-plain", action="store_true")
     ap.add_argument("--stacked", action="store_true",
                     help="gwaslift: one stacked first-layer GEMM (the CUDA default) instead of per member")
+    ap.add_argument("--precision", choices=["float32", "bf16"], default="float32",
+                    help="gwaslift's first-layer products (the plain loop is always float32)")
     ap.add_argument("--json", type=str, default=None)
     ap.add_argument("--gemm-check", action="store_true", help="only time stacked vs per-member GEMMs")
     a = ap.parse_args()
@@ -176,11 +228,12 @@ def main():
     hidden = [(64, 128), (64, 256), (128, 128), (128, 256)]
     l1 = [0.01, 0.1, 1.0, 10.0]
     seeds = list(range(a.seeds))
-    out = {"args": vars(a), "n": g.n_samples, "m": g.n_variants}
+    out = {"args": vars(a), "n": g.n_samples, "m": g.n_variants, "loadavg_start": list(os.getloadavg())}
 
     t0 = time.perf_counter()
     fit = train(g, y, hidden=hidden, l1=l1, seeds=seeds, device="cpu", epochs=a.epochs, patience=a.patience,
-                batch_size=a.batch_size, lr=a.lr, progress=False, stacked=True if a.stacked else None)
+                batch_size=a.batch_size, lr=a.lr, progress=False, stacked=True if a.stacked else None,
+                precision=a.precision)
     out["gwaslift_s"] = time.perf_counter() - t0
     tab = fit.metrics_table()
     out["gwaslift_epochs_total"] = int(tab.epochs.sum())
@@ -214,6 +267,9 @@ def main():
         out["same_epochs"] = sum(r["epochs"] == m.metrics["epochs"] for r, m in zip(res, fit.members))
         print(f"plain loop: {out['plain_s']:.1f} s ({out['plain_epochs_total']} member-epochs); "
               f"ratio plain / gwaslift = {out['ratio']:.2f}", flush=True)
+        out["parity"] = parity(fit, res, pd.read_csv(f"{prefix}.truth", sep="\t")["snp"], g.variants["snp"])
+        print(json.dumps(out["parity"], indent=1), flush=True)
+    out["loadavg_end"] = list(os.getloadavg())
     print(json.dumps(out, indent=1))
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1))

@@ -16,10 +16,13 @@ Two first layers: "dense" (every SNP weight nonzero: our worst case) and "l1" (1
 columns nonzero, the others exactly 0, as the proximal L1 fits leave them).
 
 Each (method, size, model) runs in a fresh subprocess; memory = peak RSS of that process
-(``ru_maxrss``) and its growth over the RSS after setup (imports, model, center).
+(``ru_maxrss``) and its growth over the RSS after setup (imports, model, center). Wall and
+CPU seconds (``time.process_time``, all threads) are printed with the 1-minute load average
+before and after each run, since the machine may be shared.
 
 Usage:  .venv/bin/python benchmarks/deeplift_vs_captum.py [--sizes 2500x10000,10000x100000]
         [--models dense,l1] [--captum-samples N]   (N: run Captum on the first N samples only)
+        [--threads T]   (torch threads of both methods; default 2)
 """
 
 from __future__ import annotations
@@ -127,11 +130,12 @@ def worker(args):
     import torch
 
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     n, m = (int(v) for v in args.size.split("x"))
     g, model, center, fit = setup(dataset(n, m), args.model)
     n_samples = args.n_samples or n
     base = rss_mb()
+    load0 = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     if args.method == "gwaslift":
         scores, extra = run_gwaslift(g, fit, n_samples, args.batch_size)
@@ -141,7 +145,8 @@ def worker(args):
     out = Path(args.scores_out)
     np.save(out, scores)
     print(json.dumps({"method": args.method, "size": args.size, "model": args.model, "n_samples": n_samples,
-                      "seconds": sec, "cpu_seconds": cpu, "peak_rss_mb": peak_mb(), "setup_rss_mb": base, **extra}))
+                      "seconds": sec, "cpu_seconds": cpu, "peak_rss_mb": peak_mb(), "setup_rss_mb": base,
+                      "load_before": load0, "load_after": os.getloadavg()[0], **extra}))
 
 
 def main():
@@ -152,6 +157,7 @@ def main():
     ap.add_argument("--gwaslift-samples", default="", help="extra gwaslift runs on these sample counts")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--dense-limit-gb", type=float, default=1.0)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of both methods")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method", default="gwaslift")
     ap.add_argument("--size", default="")
@@ -176,7 +182,8 @@ def main():
                 sc = tmp / f"dl_{method}_{size}_{model}_{ns}.npy"
                 cmd = [sys.executable, __file__, "--worker", "--method", method, "--size", size, "--model", model,
                        "--n-samples", str(ns), "--batch-size", str(args.batch_size),
-                       "--dense-limit-gb", str(args.dense_limit_gb), "--scores-out", str(sc)]
+                       "--dense-limit-gb", str(args.dense_limit_gb), "--scores-out", str(sc),
+                       "--threads", str(args.threads)]
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 if r.returncode != 0:
                     print(r.stdout, r.stderr, file=sys.stderr)
@@ -188,7 +195,8 @@ def main():
                 print(f"{size:>14} {model:>5} {method:>8} n={ns:>6}: {rec['seconds']:8.2f} s wall "
                       f"{rec['cpu_seconds']:8.2f} s CPU  "
                       f"peak RSS {rec['peak_rss_mb']:7.0f} MB (setup {rec['setup_rss_mb']:.0f} MB, "
-                      f"+{rec['peak_rss_mb'] - rec['setup_rss_mb']:.0f} MB)", flush=True)
+                      f"+{rec['peak_rss_mb'] - rec['setup_rss_mb']:.0f} MB)  "
+                      f"load avg {rec['load_before']:.2f} -> {rec['load_after']:.2f}", flush=True)
             g_rec, c_rec = res[("gwaslift", n)], res[("captum", runs[1][1])]
             if c_rec["n_samples"] == n:
                 diff = float(np.abs(g_rec["scores"] - c_rec["scores"]).max())

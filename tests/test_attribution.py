@@ -348,6 +348,49 @@ def test_zero_and_averaged_references_equal_captum(geno):
     assert avg.max_delta_error <= 1e-4 and avg.reference.startswith("user x3")
 
 
+@pytest.mark.parametrize("rule", ["rescale", "revealcancel"])
+def test_sparse_models_decode_only_active_columns(geno, monkeypatch, rule):
+    """L1-like members (few nonzero first-layer columns, different per member; the last of
+    119 SNPs, in a partial byte, among them): only those SNPs are read and decoded, and the
+    results equal both the full decode (bitwise) and Captum."""
+    import gwaslift.attribution as attribution
+    import gwaslift.deep.data as data
+
+    g = geno.subset(variants=np.arange(119))  # 119 SNPs: the last byte holds 3
+    models = []
+    for s, keep in ((11, [0, 5, 6, 40, 118]), (12, [5, 77, 78, 116])):
+        zero = np.setdiff1d(np.arange(119), keep)
+        models.append(random_mlp(119, (8, 12), n_covar=1, seed=s, dtype=torch.float32, zero_cols=zero))
+    fit, dos = fake_fit(g, models, n_covar=1)
+    cov = np.random.default_rng(4).normal(size=(g.n_samples, 1))
+    refs = list(np.random.default_rng(5).integers(0, 3, size=(2, 119)).astype(float))
+    seen = []
+    orig = data.iter_fit_batches_snps
+
+    def spy(fit, genotypes, positions, snps, **kw):
+        seen.append(np.asarray(snps))
+        return orig(fit, genotypes, positions, snps, **kw)
+
+    monkeypatch.setattr(data, "iter_fit_batches_snps", spy)
+    kw = dict(samples="all", covariates=cov, rule=rule, return_matrix=True, dtype="float64", batch_size=50)
+    sub = deeplift(fit, g, reference=refs, **kw)
+    assert len(seen) == 1 and np.array_equal(seen[0], [0, 5, 6, 40, 77, 78, 116, 118])
+    monkeypatch.setattr(attribution, "DECODE_COLUMNS_BELOW", 0.0)  # force the full decode
+    n_calls = len(seen)
+    full = deeplift(fit, g, reference=refs, **kw)
+    assert len(seen) == n_calls
+    assert np.array_equal(sub.matrix, full.matrix) and np.array_equal(sub.covar_matrix, full.covar_matrix)
+    pd.testing.assert_frame_equal(sub.scores, full.scores, check_exact=True)
+    assert sub.max_delta_error <= 1e-10
+    if rule == "rescale":
+        rows = np.arange(g.n_samples)
+        center = fit.center.astype(np.float64)
+        for k, m in enumerate(models):
+            got = [captum_on_dosage(m, dos, center, rows, r - center, cov) for r in refs]
+            np.testing.assert_allclose(sub.matrix[k], np.mean([a for a, _ in got], 0), atol=1e-5)
+            np.testing.assert_allclose(sub.covar_matrix[k], np.mean([c for _, c in got], 0), atol=1e-5)
+
+
 def test_bad_input_raises(geno):
     model = random_mlp(120, (8, 12), n_covar=1, seed=5, dtype=torch.float32)
     fit, _ = fake_fit(geno, [model], n_covar=1)

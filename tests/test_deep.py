@@ -82,6 +82,35 @@ def test_decode_packed_torch_matches_numpy(dummy_bfile):
         decode_packed_torch(torch.from_numpy(rows), n, np.array([n]))
 
 
+@pytest.mark.parametrize("v", [4000, 4001, 4002, 4003, 3, 1])
+def test_decode_centred_bitwise_equals_nan_to_num(v):
+    """The blocked table decode (one (256, 8) gather + addcmul, split over threads for big
+    batches) gives bitwise nan_to_num(dosage - center, nan=0) for every v % 4, with missing
+    calls, repeated / unordered rows."""
+    from gwaslift.deep.data import decode_centred
+    from gwaslift.io.packed import BYTE_TO_DOSAGE
+
+    rng = np.random.default_rng(v)
+    store = rng.integers(0, 256, size=(90, (v + 3) // 4), dtype=np.uint8)  # 1/4 of the codes missing
+    center = (rng.random(v) * 2).astype(np.float32)
+    center[: min(v, 5)] = [0.0, 2.0, 1.0, 0.5, 1.5][: min(v, 5)]  # d - c == 0 cases included
+    idx = np.concatenate([rng.permutation(90), [3, 3, 0]])
+    dos = BYTE_TO_DOSAGE[store[idx]].reshape(len(idx), -1)[:, :v]
+    expect = np.nan_to_num(dos - center, nan=0.0)
+    assert np.isnan(dos).any()
+    st, ct = torch.from_numpy(store), torch.from_numpy(center)
+    for threads in (1, 2):  # 93 x 1000 bytes crosses the threaded-split threshold
+        torch.set_num_threads(threads)
+        got = decode_centred(st, torch.as_tensor(idx), ct)
+        assert got.dtype == torch.float32 and got.is_contiguous() and got.shape == expect.shape
+        assert np.array_equal(got.numpy().view(np.int32), expect.view(np.int32))  # bitwise, signs of 0 too
+    torch.set_num_threads(1)
+    bad = ct.clone()
+    bad[0] = float("nan")  # a non-finite centre behaves as nan_to_num did
+    np.testing.assert_array_equal(decode_centred(st, torch.as_tensor(idx), bad).numpy(),
+                                  np.nan_to_num(dos - bad.numpy(), nan=0.0))
+
+
 def test_iter_fit_batches_centres_imputes_and_checks_variants(cohort):
     g = _geno(cohort)
     y = cohort[2]
@@ -324,3 +353,85 @@ def test_train_with_refit_seeds_runs_the_protocol(cohort):
     assert [m.role for m in fit.members] == ["grid", "grid", "refit", "refit"]
     assert fit.selected == select(fit) and all(m.config == fit.selected for m in fit.members_by_role("refit"))
     assert [m.seed for m in fit.members_by_role("refit")] == [5, 6]
+
+
+# ----------------------------------------------------------------------------- bf16 first layer
+@pytest.fixture(scope="module")
+def bf16_fit(cohort):
+    return train(_geno(cohort), cohort[2], l1=[0.01, 1.0, 2.0], seeds=[0, 1], precision="bf16", **FAST)
+
+
+def test_bf16_first_layer_products_match_float64(cohort):
+    """One batch: the bf16 forward z1 = x W1^T and weight gradient dZ1^T x equal their float64
+    values to bf16 rounding (per-member and stacked GEMMs); the deeper layers get gradients."""
+    from gwaslift.deep.train import _init_member, _loss, _Stack
+
+    g = _geno(cohort)
+    _, x, _ = next(iter_fit_batches(train(g, cohort[2], l1=[1.0], seeds=[0], **dict(FAST, epochs=1)), g,
+                                    np.arange(64)))
+    y = torch.as_tensor(cohort[2][:64], dtype=torch.float32)
+    xd = x.double()
+    for stacked in (False, True):
+        ms = [_init_member(M, 0, {"hidden": (8, 16)}, s, "grid", torch.device("cpu")) for s in (0, 1)]
+        st = _Stack(ms, stacked, "bf16")
+        fs = st.forward(x, None)
+        torch.stack([_loss(f, y, "binary", None) for f in fs]).sum().backward()
+        dz = torch.cat([z.grad for z in st._z1], 1).double()
+        z1 = torch.cat([z.detach() for z in st._z1], 1).double()
+        st.first_layer_grads()
+        w = torch.cat([m.w1.detach() for m in ms]).double()
+        gw = torch.cat([m.w1.grad for m in ms]).double()
+        ref_z, ref_g = xd @ w.T, dz.T @ xd
+        assert not torch.equal(z1, ref_z)  # the bf16 products really ran
+        assert float((z1 - ref_z).norm() / ref_z.norm()) < 1e-2
+        assert float((gw - ref_g).norm() / ref_g.norm()) < 1e-2
+        assert all(m.w1.grad.dtype == torch.float32 for m in ms)
+        assert all(m.small["hidden_linear.weight"].grad is not None for m in ms)
+
+
+def test_bf16_same_seed_same_weights(cohort, bf16_fit):
+    kw = dict(FAST, l1=[1.0], seeds=[3], epochs=6, precision="bf16")
+    a = train(_geno(cohort, 64), cohort[2], **kw)
+    b = train(_geno(cohort, 7), cohort[2], **kw)
+    assert _weights_equal(a.members[0], b.members[0]) and a.members[0].metrics == b.members[0].metrics
+    f32 = train(_geno(cohort, 64), cohort[2], **dict(kw, precision="float32"))
+    assert not _weights_equal(a.members[0], f32.members[0])
+    assert bf16_fit.config["precision"] == "bf16"
+    assert {m.metrics["precision"] for m in bf16_fit.members} == {"bf16"}
+
+
+def test_bf16_reaches_float32_accuracy_and_snps(bf16_fit, grid_fit):
+    """Same data, grid and seeds: bf16 and float32 give the same validation log-likelihoods
+    (per configuration, mean over seeds) to a small tolerance, the same selected
+    configuration, and the same causal SNPs on top of the sparse models."""
+    tb, tf = bf16_fit.metrics_table(), grid_fit.metrics_table()
+    mb, mf = tb.groupby("l1").val_loglik.mean(), tf.groupby("l1").val_loglik.mean()
+    np.testing.assert_allclose(mb.to_numpy(), mf.to_numpy(), atol=0.01)
+    assert select(bf16_fit) == select(grid_fit)
+
+    def top(fit, k=5):
+        w = sum(m.model.snp_linear.weight.detach().abs().sum(0).numpy() for m in fit.members if m.config["l1"] == 2.0)
+        return set(np.argsort(-w)[:k].tolist())
+
+    assert top(bf16_fit) == top(grid_fit)
+    assert len(top(bf16_fit) & set(CAUSAL.tolist())) >= 4
+
+
+def test_bf16_precision_round_trips_and_refits(tmp_path, bf16_fit, cohort):
+    bf16_fit.save(tmp_path / "fit")
+    back = load_fit(tmp_path / "fit")
+    assert back.config == bf16_fit.config and back.config["precision"] == "bf16"
+    assert all(m.metrics["precision"] == "bf16" for m in back.members)
+    g = _geno(cohort)
+    kw = dict(seeds=[7], device="cpu", progress=False)
+    r = refit(g, cohort[2], back, **kw)  # the fit's precision by default
+    assert r.members[-1].metrics["precision"] == "bf16" and r.config["precision"] == "bf16"
+    r32 = refit(g, cohort[2], back, precision="float32", **kw)
+    assert r32.members[-1].metrics["precision"] == "float32"
+    # a fit saved before the option existed refits in float32
+    old = DeepFit(**{**bf16_fit.__dict__, "config": {k: v for k, v in bf16_fit.config.items() if k != "precision"}})
+    assert refit(g, cohort[2], old, **kw).members[-1].metrics["precision"] == "float32"
+    with pytest.raises(InputError, match="precision"):
+        train(g, cohort[2], precision="fp16", **FAST)
+    with pytest.raises(InputError, match="precision"):
+        refit(g, cohort[2], back, precision="half", **kw)

@@ -90,14 +90,101 @@ def pack_codes(codes: torch.Tensor) -> torch.Tensor:
     return c[..., 0] | (c[..., 1] << 2) | (c[..., 2] << 4) | (c[..., 3] << 6)
 
 
+#: (256, 8) float32: per byte value, the four A1 dosages with missing -> 0, then the four
+#: observed flags (1 observed, 0 missing). One gather gives both halves of the decode.
+_BYTE_TO_DOSAGE_OBS_T = torch.cat([torch.nan_to_num(_BYTE_TO_DOSAGE_T, nan=0.0),
+                                   (~torch.isnan(_BYTE_TO_DOSAGE_T)).to(torch.float32)], 1).contiguous()
+#: bytes decoded per block on the CPU: the (block, 8) gather buffer (128 KiB) stays in cache,
+#: and every op on a block stays below torch's parallel grain, so no thread sync per block.
+_CPU_BLOCK_BYTES = 4096
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _table(dev) -> torch.Tensor:
+    return _BYTE_TO_DOSAGE_OBS_T if dev.type == "cpu" else _BYTE_TO_DOSAGE_OBS_T.to(dev)
+
+
+def _decode_rows_cpu(rows: torch.Tensor, cp: torch.Tensor, out3: torch.Tensor, r0: int, r1: int) -> None:
+    """out3[r0:r1] (r, Bf, 4) = dosage - center (missing -> 0) of packed rows[r0:r1, :Bf],
+    block by block: int32 bytes -> (n, 8) table gather -> one addcmul into the output."""
+    bf = out3.shape[1]
+    cb = max(1, min(bf, _CPU_BLOCK_BYTES))
+    rb = max(1, _CPU_BLOCK_BYTES // cb)
+    table = _BYTE_TO_DOSAGE_OBS_T
+    ibuf = torch.empty(rb * cb, dtype=torch.int32)
+    gbuf = torch.empty(rb * cb, 8, dtype=torch.float32)
+    for a0 in range(r0, r1, rb):
+        a1 = min(r1, a0 + rb)
+        for c0 in range(0, bf, cb):
+            c1 = min(bf, c0 + cb)
+            n = (a1 - a0) * (c1 - c0)
+            ib = ibuf[:n]
+            ib.view(a1 - a0, c1 - c0).copy_(rows[a0:a1, c0:c1])
+            e = torch.index_select(table, 0, ib, out=gbuf[:n]).view(a1 - a0, c1 - c0, 8)
+            # d - obs * center: d - c where observed, 0 + (-0) = 0 where missing (bitwise
+            # the old ``nan_to_num(dosage - center)``: the products are by 1 and 0, exact)
+            torch.addcmul(e[..., :4], e[..., 4:], cp[c0:c1], value=-1, out=out3[a0:a1, c0:c1])
+
+
+def decode_centred_rows(rows: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    """Centred inputs (b, v) float32 of packed sample-major rows (b, >= ceil(v / 4)) uint8.
+
+    ``x[i, j] = dosage[i, j] - center[j]`` with missing -> 0; ``center`` float32 (v,),
+    finite. Bitwise equal to ``nan_to_num(dosage - center, nan=0)``. On the CPU the bytes
+    are decoded in cache-sized blocks straight into the output (split over the torch
+    threads by rows); elsewhere as one gather and one ``addcmul``.
+    """
+    v = center.shape[0]
+    b = rows.shape[0]
+    dev = rows.device
+    bf = v // 4  # whole bytes; a last partial byte (v % 4 != 0) is decoded apart
+    out = torch.empty((b, v), dtype=torch.float32, device=dev)
+    if b == 0 or v == 0:
+        return out
+    cp = center[:4 * bf].view(bf, 4)
+    out3 = out[:, :4 * bf].unflatten(1, (bf, 4))
+    if dev.type == "cpu":
+        rows = rows.contiguous()
+        nt = min(torch.get_num_threads(), b)
+        if nt > 1 and b * bf >= 16 * _CPU_BLOCK_BYTES:
+            global _POOL
+            if _POOL is None:
+                _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gwaslift-decode")
+            nt = min(nt, 2)
+            step = -(-b // nt)
+            futs = [_POOL.submit(_decode_rows_cpu, rows, cp, out3, r, min(b, r + step))
+                    for r in range(0, b, step)]
+            for f in futs:
+                f.result()
+        else:
+            _decode_rows_cpu(rows, cp, out3, 0, b)
+    elif bf:
+        e = torch.nn.functional.embedding(rows[:, :bf].to(torch.int32), _table(dev))
+        torch.addcmul(e[..., :4], e[..., 4:], cp, value=-1, out=out3)
+    r = v - 4 * bf
+    if r:
+        e = _table(dev)[rows[:, bf].long()]
+        out[:, 4 * bf:] = torch.addcmul(e[:, :r], e[:, 4:4 + r], center[4 * bf:], value=-1)
+    return out
+
+
+def _decode_centred_reference(store: torch.Tensor, idx: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    """The plain decode (dosage table gather, subtraction, NaN -> 0); any center."""
+    v = center.shape[0]
+    d = _BYTE_TO_DOSAGE_T.to(store.device)[store[idx].long()].reshape(len(idx), -1)[:, :v]
+    return torch.nan_to_num(d - center, nan=0.0)
+
+
 def decode_centred(store: torch.Tensor, idx: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
     """Centred inputs (len(idx), v) float32 of store rows ``idx`` (see the module docstring).
 
     ``store`` is a sample-major packed store (S, ceil(v / 4)); ``center`` float32 (v,).
+    Bitwise equal to ``nan_to_num(dosage - center, nan=0)`` (a non-finite ``center`` takes
+    that plain path, so NaN / inf centres behave exactly as there).
     """
-    v = center.shape[0]
-    d = _BYTE_TO_DOSAGE_T.to(store.device)[store[idx].long()].reshape(len(idx), -1)[:, :v]
-    return torch.nan_to_num(d - center, nan=0.0)
+    if center.dtype != torch.float32 or not bool(torch.isfinite(center).all()):
+        return _decode_centred_reference(store, idx, center)
+    return decode_centred_rows(store.index_select(0, torch.as_tensor(idx, device=store.device).long()), center)
 
 
 @dataclass
@@ -231,6 +318,15 @@ def iter_fit_batches(fit, genotypes, positions, covariates=None, batch_size: int
     time. Raises :class:`InputError` unless ``genotypes`` has the fit's variants (snp, a1,
     a2, in order), or when the fit has covariates and none are given.
     """
+    dev, positions, cov_t, center = _fit_inputs(fit, genotypes, positions, covariates, device)
+    for pos, x in iter_batches(genotypes, positions, center, int(batch_size), dev,
+                               max_stage_bytes=max_stage_bytes):
+        c = cov_t[torch.as_tensor(pos, device=dev)] if cov_t is not None else None
+        yield pos, x, c
+
+
+def _fit_inputs(fit, genotypes, positions, covariates, device):
+    """Validated (device, positions, standardized covariates tensor | None, center tensor)."""
     check_variants(fit.variants, genotypes)
     dev = torch.device(device)
     positions = np.asarray(positions, dtype=np.int64)
@@ -242,7 +338,24 @@ def iter_fit_batches(fit, genotypes, positions, covariates=None, batch_size: int
                                  fit.covar_names) if fit.covar_names else None
     cov_t = torch.as_tensor(cov, device=dev) if cov is not None else None
     center = torch.as_tensor(np.asarray(fit.center, dtype=np.float32), device=dev)
-    for pos, x in iter_batches(genotypes, positions, center, int(batch_size), dev,
-                               max_stage_bytes=max_stage_bytes):
+    return dev, positions, cov_t, center
+
+
+def iter_fit_batches_snps(fit, genotypes, positions, snps, covariates=None, batch_size: int = 1024,
+                          device="cpu", max_stage_bytes: int | None = 2**30):
+    """:func:`iter_fit_batches` for only the SNP columns ``snps`` (increasing positions).
+
+    Yields ``(pos_np (b,), x (b, len(snps)) float32, covar | None)``; ``x[:, t]`` is bitwise
+    the column ``snps[t]`` that :func:`iter_fit_batches` gives. Only those variants' .bed
+    rows are read, staged and decoded, so for models whose first layer uses few SNPs (L1
+    fits) both the staging pass and the decode cost ``len(snps) / n_snps`` of the full ones.
+    """
+    dev, positions, cov_t, center = _fit_inputs(fit, genotypes, positions, covariates, device)
+    snps = np.asarray(snps, dtype=np.int64)
+    if snps.size and (np.any(np.diff(snps) <= 0) or snps[0] < 0 or snps[-1] >= genotypes.n_variants):
+        raise IndexError(f"snps must be increasing positions in 0..{genotypes.n_variants - 1}")
+    sub = genotypes.subset(variants=snps)
+    center = center[torch.as_tensor(snps, device=dev)]
+    for pos, x in iter_batches(sub, positions, center, int(batch_size), dev, max_stage_bytes=max_stage_bytes):
         c = cov_t[torch.as_tensor(pos, device=dev)] if cov_t is not None else None
         yield pos, x, c

@@ -29,6 +29,20 @@ GEMM per member on the shared batch instead: same speed there, and it keeps a me
 arithmetic bitwise the same alone or in any grid (BLAS may sum in another order for another
 total width; the tests check both: bitwise per member, to float tolerance stacked). The
 rest of each network and its Adam update always run per member on its own tensors.
+
+``precision="bf16"``: the two first-layer products -- forward ``x @ W1.T`` and the weight
+gradient ``dZ1.T @ x`` -- take bfloat16 operands (the centred batch, W1 and dZ1 rounded to
+bf16: 8 significant bits, relative error <= 2^-9 per operand; the centred dosages
+``{0,1,2} - 2p`` are within 0.004 of their float32 values). This pays on CPUs with bf16
+units (AVX512-bf16, AMX) and on GPUs; a CPU without them emulates bf16 and may run slower
+than float32 (benchmarks/results/deep.md has the measured gain). The products are
+returned in float32 (the weight gradient is rounded once to bf16 by the kernel's output).
+Everything else stays float32: the master weights, Adam moments, the proximal step, the
+deeper layers, and the validation metrics, which run the finished float32 model (the
+early-stopping loss uses the bf16 forward of training). Same seed -> same weights holds
+for bf16 too; member-alone == member-in-grid holds bitwise only for float32 (bf16 uses
+the stacked GEMM by default on every device: per-call overhead is a larger share of the
+faster bf16 products).
 """
 
 from __future__ import annotations
@@ -55,7 +69,9 @@ from .network import GenotypeMLP
 
 #: training options and their defaults (stored in DeepFit.config)
 DEFAULTS = dict(epochs=100, patience=5, batch_size=256, optimizer="adam", betas=[0.9, 0.999], eps=1e-8,
-                l1_mode="proximal", pos_weight=None, shuffle_seed=0)
+                l1_mode="proximal", pos_weight=None, shuffle_seed=0, precision="float32")
+
+PRECISIONS = ("float32", "bf16")
 
 DEFAULT_CPU_BYTES = 4 * 2**30
 
@@ -243,10 +259,12 @@ class _Stack:
     grid; at the paper's sizes both forms run at the same speed on CPU (benchmarks/results/deep.md).
     """
 
-    def __init__(self, members: list[_MState], stacked: bool):
+    def __init__(self, members: list[_MState], stacked: bool, precision: str = "float32"):
         self.members = members
         self.stacked = stacked
+        self.bf16 = precision == "bf16"
         self._scratch = {}
+        self._xb = self._z1 = None
 
     def scratch(self, p):
         """Two reusable buffers shaped like ``p`` (one set per first-layer shape)."""
@@ -257,6 +275,8 @@ class _Stack:
 
     def forward(self, x, c):
         ms = self.members
+        if self.bf16:
+            return self._forward_bf16(x, c)
         if self.stacked and len(ms) > 1:
             z = x @ torch.cat([m.w1 for m in ms]).T   # the one stacked first-layer GEMM
             zs = z.split([m.h1 for m in ms], 1)
@@ -264,16 +284,45 @@ class _Stack:
             zs = [x @ m.w1.T for m in ms]
         return [_member_forward(zk, c, m.small) for m, zk in zip(ms, zs)]
 
+    def _forward_bf16(self, x, c):
+        """First layers from bf16 operands; their float32 outputs are autograd leaves, so
+        ``backward`` stops there and :meth:`first_layer_grads` forms the weight gradients."""
+        ms = self.members
+        xb = x.to(torch.bfloat16)
+        with torch.no_grad():
+            if self.stacked and len(ms) > 1:
+                wb = torch.empty((sum(m.h1 for m in ms), x.shape[1]), dtype=torch.bfloat16, device=x.device)
+                torch.cat([m.w1 for m in ms], out=wb)  # rounds to bf16 while stacking: one pass
+                z1 = [(xb @ wb.T).float()]
+            else:
+                z1 = [(xb @ m.w1.to(torch.bfloat16).T).float() for m in ms]
+        z1 = [z.requires_grad_(torch.is_grad_enabled()) for z in z1]
+        self._xb, self._z1 = xb, z1
+        zs = z1[0].split([m.h1 for m in ms], 1) if len(z1) == 1 else z1
+        return [_member_forward(zk, c, m.small) for m, zk in zip(ms, zs)]
+
+    def first_layer_grads(self):
+        """bf16 mode, after ``backward``: ``w1.grad = (dZ1.T @ x)`` of every member (float32)."""
+        if not self.bf16:
+            return
+        ms, xb = self.members, self._xb
+        with torch.no_grad():
+            gs = [(z.grad.to(torch.bfloat16).T @ xb).float() for z in self._z1]
+        gs = gs[0].split([m.h1 for m in ms], 0) if len(gs) == 1 else gs
+        for m, g in zip(ms, gs):
+            m.w1.grad = g
+        self._xb = self._z1 = None
+
     def without(self, done: set):
         keep = [m for m in self.members if id(m) not in done]
-        return _Stack(keep, self.stacked) if keep else None
+        return _Stack(keep, self.stacked, "bf16" if self.bf16 else "float32") if keep else None
 
 
 # ===================================================================== the engine
 def _train_stack(data: _Data, states: list[_MState], opts: dict, trait: str, split: Split, n_train: int,
                  pos_weight, finish, progress, stacked: bool):
     """Train ``states`` together, calling ``finish(state, best_weights)`` as each one stops."""
-    stack = _Stack(states, stacked)
+    stack = _Stack(states, stacked, opts.get("precision", "float32"))
     betas, eps, bs = tuple(opts["betas"]), float(opts["eps"]), int(opts["batch_size"])
     t = 0
     for epoch in progress_bar(range(int(opts["epochs"])), total=int(opts["epochs"]),
@@ -287,6 +336,7 @@ def _train_stack(data: _Data, states: list[_MState], opts: dict, trait: str, spl
             fs = stack.forward(x, c)
             losses = torch.stack([_loss(f, yb, trait, pos_weight) for f in fs])
             losses.sum().backward()
+            stack.first_layer_grads()
             sums += losses.detach().double() * len(yb)
             _step(stack, t, opts, betas, eps, n_train)
         es = _evaluate(data, stack, split.early_stop, bs, trait, pos_weight)
@@ -494,13 +544,16 @@ def _fit_members(genotypes, y, trait, cov_arr, covar_names, split, center, covar
                 models.append(net.float().eval())
             metrics = _validation_metrics(data, models, finished, split, trait, ys, int(opts["batch_size"]))
             for ms, net, met in zip(finished, models, metrics):
+                met["precision"] = opts.get("precision", "float32")  # of the first-layer products
                 member = Member(ms.config, ms.seed, net, met, ms.role)
                 done[member.key] = member
                 ckpt.save(member)
                 if on_member_done is not None:
                     on_member_done(member)
 
-        stacked = (device.type == "cuda") if stacked is None else bool(stacked)
+        if stacked is None:  # see _Stack and the module docstring
+            stacked = device.type == "cuda" or opts.get("precision") == "bf16"
+        stacked = bool(stacked)
         _train_stack(data, states, opts, trait, split, len(split.train), pw, finish, progress, stacked)
     return [done[member_key(cfg, seed, role)] for cfg, seed, role in specs]
 
@@ -510,7 +563,8 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
           patience: int = DEFAULTS["patience"], batch_size: int = DEFAULTS["batch_size"], lr=1e-3,
           optimizer: str = "adam", l1_mode: str = "proximal", pos_weight=None, trait: str | None = None,
           shuffle_seed: int = 0, refit_seeds=None, checkpoint_dir=None, progress=None, resident=None,
-          max_device_bytes: int | None = None, on_member_done=None, stacked: bool | None = None) -> DeepFit:
+          max_device_bytes: int | None = None, on_member_done=None, stacked: bool | None = None,
+          precision: str = "float32") -> DeepFit:
     """Train every (configuration, seed) pair of the grid; optionally select and refit.
 
     Parameters
@@ -558,6 +612,12 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
         First layers of all members as one GEMM (True) or one GEMM per member on the shared
         decoded batch (False). Default: True on CUDA, False on CPU, where only the
         per-member form makes a member bitwise independent of its grid (see ``_Stack``).
+        With ``precision="bf16"`` the default is True on every device.
+    precision
+        "float32" (default: exact float32 arithmetic throughout) or "bf16": the first-layer
+        SNP products (forward and weight gradient) take bfloat16 operands, the rest stays
+        float32 (module docstring). Stored in ``fit.config["precision"]`` and in each
+        member's ``metrics["precision"]``.
 
     Returns
     -------
@@ -579,8 +639,10 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
         raise InputError(f"l1_mode must be 'proximal' or 'subgradient', got {l1_mode!r}")
     if pos_weight is not None and pos_weight != "balanced" and not float(pos_weight) > 0:
         raise InputError("pos_weight must be None, 'balanced' or a positive number")
+    _check_precision(precision)
     opts = dict(DEFAULTS, epochs=int(epochs), patience=int(patience), batch_size=int(batch_size),
-                optimizer=optimizer, l1_mode=l1_mode, pos_weight=pos_weight, shuffle_seed=int(shuffle_seed))
+                optimizer=optimizer, l1_mode=l1_mode, pos_weight=pos_weight, shuffle_seed=int(shuffle_seed),
+                precision=precision)
     center = training_center(genotypes, split.train)
     if cov_arr is not None:
         ctr = cov_arr[split.train]
@@ -604,9 +666,15 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
     if refit_seeds is not None:
         fit.selected = select(fit)
         fit = refit(genotypes, phenotype, fit, seeds=refit_seeds, covariates=covariates, device=device,
+                    precision=precision,
                     checkpoint_dir=checkpoint_dir, progress=progress, resident=resident,
                     max_device_bytes=max_device_bytes, on_member_done=on_member_done, stacked=stacked)
     return fit
+
+
+def _check_precision(precision):
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
 
 def _check_split(split, y, cov_arr, n):
@@ -636,12 +704,15 @@ def select(fit: DeepFit, role: str = "grid") -> dict:
 
 def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "refit", config: dict | None = None,
           covariates=None, device="auto", checkpoint_dir=None, progress=None, resident=None,
-          max_device_bytes=None, on_member_done=None, stacked=None) -> DeepFit:
+          max_device_bytes=None, on_member_done=None, stacked=None, precision: str | None = None) -> DeepFit:
     """Train ``config`` (default ``fit.selected`` or :func:`select`) again with ``seeds``.
 
     Same split, centering, covariate scaling and training options as ``fit``; ``phenotype``
-    may differ (e.g. permuted, with ``role='null'``). Returns a new DeepFit holding
-    ``fit``'s members followed by the new ones (role ``role``).
+    may differ (e.g. permuted, with ``role='null'``). ``precision`` (None: the fit's,
+    ``fit.config["precision"]``, float32 for fits made before the option existed) may differ
+    from the fit's; each new member records its own in ``metrics["precision"]`` while
+    ``fit.config`` keeps the grid's. Returns a new DeepFit holding ``fit``'s members
+    followed by the new ones (role ``role``).
     """
     check_variants(fit.variants, genotypes)
     if len(genotypes.samples) != len(fit.samples) or not np.array_equal(
@@ -655,8 +726,12 @@ def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "r
         raise InputError(f"refit needs the fit's covariates {fit.covar_names}, got {names}")
     _check_split(fit.split, y, cov_arr, genotypes.n_samples)
     specs = [(cfg, int(s), role) for s in seeds]
+    opts = dict(DEFAULTS, **fit.config)  # fits saved before an option existed get its default
+    if precision is not None:
+        _check_precision(precision)
+        opts["precision"] = precision
     new = _fit_members(genotypes, y, trait, cov_arr, names, fit.split, fit.center, fit.covar_mean,
-                       fit.covar_scale, fit.y_mean, fit.y_scale, specs, fit.config, resolve_device(device),
+                       fit.covar_scale, fit.y_mean, fit.y_scale, specs, opts, resolve_device(device),
                        checkpoint_dir, progress, resident, max_device_bytes, on_member_done, stacked)
     return DeepFit(members=list(fit.members) + new, variants=fit.variants, center=fit.center,
                    covar_names=fit.covar_names, covar_mean=fit.covar_mean, covar_scale=fit.covar_scale,
