@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "output prefix: <out>.scores.tsv")
     _input(p)
     p.add_argument("--model", required=True, help="directory written by `gwaslift train`")
+    p.add_argument("--pcs", type=int, default=0,
+                   help="recompute this many PCs (same --seed) when the model was trained with --pcs")
     p.add_argument("--samples", default="validation", choices=["validation", "train", "all"])
     p.add_argument("--reference", default="mean", choices=["mean", "zero"])
     p.add_argument("--rule", default="rescale", choices=["rescale", "revealcancel"])
@@ -314,10 +316,11 @@ def _cmd_attribute(args):
     prefix = _prefix_ready(args.out)
     g = read_plink(args.bfile)
     fit = load_fit(args.model)
-    cov = None
-    if fit.covar_names:
-        raise InputError("this model has covariate inputs; score it with the Python API "
-                         "(gwaslift.deeplift(..., covariates=...))", args.model)
+    cov = _covariates(args, g, args.pcs)
+    names = [] if cov is None else list(cov.columns)
+    if names != list(fit.covar_names):
+        raise InputError(f"the model was trained with covariates {list(fit.covar_names)} but this run gives "
+                         f"{names}: pass the same --pcs, --covar and --covar-name as `gwaslift train`", args.model)
     null = None
     if args.n_null:
         y = _phenotype(args, g)

@@ -83,3 +83,20 @@ def test_analyze_then_plot_roundtrip(tmp_path):
 def test_console_script_entry_point():
     res = subprocess.run([sys.executable, "-m", "gwaslift", "--version"], capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.startswith("gwaslift ")
+
+
+def test_train_then_attribute_with_pcs(tmp_path):
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--n-samples", "400", "--n-snps", "80", "--seed", "5",
+                 "--trait", "quantitative", "--no-progress"]) == 0
+    model = tmp_path / "model"
+    assert main(["train", "--bfile", str(sim), "--pheno", f"{sim}.pheno", "--out", str(model), "--pcs", "2",
+                 "--hidden", "8x8", "--l1", "1", "--seeds", "0", "--refit-seeds", "1", "--epochs", "5",
+                 "--no-progress"]) == 0
+    # the covariates must be those of training: without --pcs the command refuses, naming them
+    assert main(["attribute", "--bfile", str(sim), "--model", str(model), "--out", str(tmp_path / "a"),
+                 "--no-progress"]) == 1
+    assert main(["attribute", "--bfile", str(sim), "--model", str(model), "--pcs", "2",
+                 "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    scores = pd.read_csv(tmp_path / "a.scores.tsv", sep="\t")
+    assert len(scores) == 80 and scores.deeplift_mean_abs.notna().all()
