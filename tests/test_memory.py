@@ -242,7 +242,9 @@ def fit_and_growth(wide):
     opts = dict(hidden=[(4, 4)], l1=[1.0], seeds=[0], device="cpu", epochs=1, patience=1,
                 batch_size=32, progress=False)
     _warm_up(lambda g: gwaslift.deeplift(gwaslift.train(g, y, **opts), g, batch_size=32, progress=False), wide)
-    with PeakRSS(_float32_bytes(wide) // 4) as probe:
+    # half the float32 matrix: materialising it (or most of it) still trips the probe, while
+    # allocator and thread-pool noise on a loaded machine (seen up to 24.5 MB here) does not
+    with PeakRSS(_float32_bytes(wide) // 2) as probe:
         fit = gwaslift.train(wide, y, **opts)
     yield fit, probe.growth
     torch.set_num_threads(threads)
@@ -252,12 +254,12 @@ def test_training_stages_packed_bytes_only(fit_and_growth, wide):
     fit, growth = fit_and_growth
     assert len(fit.members) == 1
     # it may hold the packed bytes of the split samples (6 MB at most), never the float32 matrix
-    assert growth < _float32_bytes(wide) // 4
+    assert growth < _float32_bytes(wide) // 2
 
 
 def test_deeplift_streams_blocks(fit_and_growth, wide):
     fit, _ = fit_and_growth
-    with PeakRSS(_float32_bytes(wide) // 4):
+    with PeakRSS(_float32_bytes(wide) // 2):
         res = gwaslift.deeplift(fit, wide, batch_size=32, progress=False)
     assert len(res.scores) == wide.n_variants and np.isfinite(res.scores["deeplift_mean_abs"]).all()
 
