@@ -263,6 +263,12 @@ def genotype_counts(genotypes: Genotypes, progress: bool | None = None) -> Genot
     if m == 0:
         return GenotypeCounts(np.zeros((0, 4), np.int64), np.zeros(n, np.int64))
     sample_idx = None if genotypes.all_samples else genotypes.sample_idx
+    # This pass reads packed bytes only (a quarter of int8), while ``variant_chunk`` is sized
+    # for float32 dosages: fewer, larger tasks (about COUNT_TASK_BYTES of .bed rows each) cut
+    # the per-task overhead (0.228 -> 0.166 s on 10,000 x 100,000). At most 4 x variant_chunk,
+    # so memory stays bounded by the user's chunk choice; integer counts do not depend on it.
+    rows = max(1, COUNT_TASK_BYTES // genotypes.source.row_bytes)
+    genotypes = genotypes.with_chunks(min(max(genotypes.variant_chunk, rows), 4 * genotypes.variant_chunk))
     # one key for the sample index array, referenced by every task (not copied into each)
     idx = dask.delayed(sample_idx, pure=True) if sample_idx is not None else None
     count = dask.delayed(count_packed, pure=True, nout=2)
@@ -282,6 +288,8 @@ def genotype_counts(genotypes: Genotypes, progress: bool | None = None) -> Genot
 
 
 _FAN_IN = 8
+#: Target bytes of packed .bed rows per counting task (see :func:`genotype_counts`).
+COUNT_TASK_BYTES = 20 * 2**20
 
 
 def _sum_arrays(*arrays: np.ndarray) -> np.ndarray:
