@@ -244,3 +244,11 @@ def test_empty_fam(fileset):
 
 def test_input_error_is_value_error():
     assert issubclass(InputError, ValueError)
+
+
+def test_dask_names_depend_on_chunking(dummy_bfile):
+    """Views with other chunks must not share Dask keys (a distributed scheduler mixes them)."""
+    g = gwaslift.read_plink(dummy_bfile, variant_chunk=7)
+    h = g.with_chunks(30)
+    assert g.packed.name != h.packed.name and g.dosage.name != h.dosage.name
+    assert g.packed.name == gwaslift.read_plink(dummy_bfile, variant_chunk=7).packed.name

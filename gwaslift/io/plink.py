@@ -318,7 +318,9 @@ class Genotypes:
             lock=False,
             fancy=False,
             meta=np.empty((0, 0), np.float32),
-            name="dosage-" + _token(proxy),
+            # the chunking is part of the name: two views with other chunks must never share
+            # keys (a distributed scheduler would mix their blocks)
+            name="dosage-" + _token((proxy, self.variant_chunk)),
         )
 
     @property
@@ -334,7 +336,7 @@ class Genotypes:
             lock=False,
             fancy=False,
             meta=np.empty((0, 0), np.uint8),
-            name="packed-" + _token(proxy),
+            name="packed-" + _token((proxy, self.variant_chunk)),
         )
 
     def variant_blocks(self):
