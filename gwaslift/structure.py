@@ -64,46 +64,13 @@ SLAB_BYTES = 4 * 2**20
 # kernels (numpy in, numpy out)
 # --------------------------------------------------------------------------------------
 
-def code_counts(packed: np.ndarray, n_file: int, sample_idx: np.ndarray | None = None) -> np.ndarray:
-    """Genotype code counts per variant.
-
-    Parameters
-    ----------
-    packed
-        uint8 (m_block, ceil(n_file / 4)) .bed rows.
-    n_file
-        Samples in the .fam (rows are padded to whole bytes; padding is not counted).
-    sample_idx
-        File positions of the selected samples, or ``None`` for all samples in file order.
-
-    Returns
-    -------
-    int64 (m_block, 4): counts of codes 0 (hom A1), 1 (missing), 2 (het), 3 (hom A2).
-    """
-    packed = np.asarray(packed, dtype=np.uint8)
-    m = packed.shape[0]
-    if sample_idx is not None:
-        codes = unpack_codes(packed, n_file, sample_idx).astype(np.int64)
-        codes += 4 * np.arange(m, dtype=np.int64)[:, None]
-        return np.bincount(codes.ravel(), minlength=4 * m).reshape(m, 4)
-    full, rest = divmod(int(n_file), 4)
-    # one histogram of byte values per row, then a 256 x 4 table lookup (fast, no decode)
-    idx = packed[:, :full].astype(np.int64) + 256 * np.arange(m, dtype=np.int64)[:, None]
-    hist = np.bincount(idx.ravel(), minlength=256 * m).reshape(m, 256)
-    counts = hist @ BYTE_CODE_COUNTS
-    if rest:
-        last = BYTE_TO_CODES[packed[:, full]][:, :rest]
-        counts += np.stack([(last == c).sum(axis=1) for c in range(4)], axis=1)
-    return counts
-
-
 def standardization_table(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Standardized value of each genotype code, per variant, from the code counts.
 
     Parameters
     ----------
     counts
-        int (m, 4) counts of codes 0..3 (see :func:`code_counts`).
+        int (m, 4) counts of codes 0..3: hom A1, missing, het, hom A2 (.bim column 5 = A1).
 
     Returns
     -------
@@ -140,7 +107,7 @@ def decode_standardized(packed: np.ndarray, values: np.ndarray, n_file: int,
     values
         float32 (m_block, 4) from :func:`standardization_table`.
     n_file, sample_idx
-        As in :func:`code_counts`.
+        File positions of the selected samples, or ``None`` for all samples in file order.
 
     Returns
     -------
@@ -339,11 +306,12 @@ def _pca_passes(genotypes, k, n_iter, oversample, seed, ld_thin, passes, where) 
     blocks = list(genotypes.packed.to_delayed().ravel())
     bounds = list(genotypes.variant_blocks())
 
-    # pass 0: genotype counts -> per-variant standardization tables
+    # pass 0: genotype counts (the QC counting pass, one home for it) -> standardization tables
     next(passes)
-    count = dask.delayed(code_counts, pure=True)
-    counts = dask.compute(*[count(b, n_file, sidx) for b in blocks])
-    values, sumsq = standardization_table(np.concatenate(counts, axis=0))
+    from .qc import genotype_counts
+
+    hom_a1, het, hom_a2, missing = genotype_counts(genotypes, progress=False).variant.T
+    values, sumsq = standardization_table(np.stack([hom_a1, missing, het, hom_a2], axis=1))
     n_poly = int(np.count_nonzero(values.any(axis=1)))
     if n_poly < k:
         raise InputError(f"only {n_poly} polymorphic variants; {k} PCs need at least {k}", where)
