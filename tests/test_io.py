@@ -150,6 +150,19 @@ def fileset(dummy_bfile, tmp_path) -> Path:
     return tmp_path / "x"
 
 
+def edit_line(path: Path, index: int, edit) -> None:
+    """Replace line ``index`` (0-based) of a text file by ``edit(line)``."""
+    lines = path.read_text().splitlines()
+    lines[index] = edit(lines[index])
+    path.write_text("\n".join(lines) + "\n")
+
+
+def set_field(line: str, field: int, value: str) -> str:
+    f = line.split()
+    f[field] = value
+    return "\t".join(f)
+
+
 def expect_error(prefix, *fragments):
     with pytest.raises(InputError) as info:
         gwaslift.read_plink(prefix)
@@ -194,46 +207,29 @@ def test_bed_size_mismatch(fileset):
 
 
 def test_malformed_bim_row(fileset):
-    bim = Path(f"{fileset}.bim")
-    lines = bim.read_text().splitlines()
-    lines[9] = "1 snpX 0 12345 A"  # five fields
-    bim.write_text("\n".join(lines) + "\n")
+    edit_line(Path(f"{fileset}.bim"), 9, lambda _: "1 snpX 0 12345 A")  # five fields
     expect_error(fileset, "x.bim", "line 10", "6 whitespace-separated fields")
 
 
 def test_non_integer_position(fileset):
-    bim = Path(f"{fileset}.bim")
-    lines = bim.read_text().splitlines()
-    f = lines[4].split()
-    f[3] = "12.5"
-    lines[4] = "\t".join(f)
-    bim.write_text("\n".join(lines) + "\n")
+    edit_line(Path(f"{fileset}.bim"), 4, lambda line: set_field(line, 3, "12.5"))
     expect_error(fileset, "x.bim", "line 5", "integer base-pair position")
 
 
 def test_malformed_fam_row(fileset):
-    fam = Path(f"{fileset}.fam")
-    lines = fam.read_text().splitlines()
-    lines[2] = lines[2] + " extra"
-    fam.write_text("\n".join(lines) + "\n")
+    edit_line(Path(f"{fileset}.fam"), 2, lambda line: line + " extra")
     expect_error(fileset, "x.fam", "line 3")
 
 
 def test_bad_sex_code(fileset):
-    fam = Path(f"{fileset}.fam")
-    lines = fam.read_text().splitlines()
-    f = lines[6].split()
-    f[4] = "M"
-    lines[6] = " ".join(f)
-    fam.write_text("\n".join(lines) + "\n")
+    edit_line(Path(f"{fileset}.fam"), 6, lambda line: set_field(line, 4, "M"))
     expect_error(fileset, "x.fam", "line 7", "sex")
 
 
 def test_duplicate_sample_ids(fileset):
     fam = Path(f"{fileset}.fam")
-    lines = fam.read_text().splitlines()
-    lines[10] = lines[3]
-    fam.write_text("\n".join(lines) + "\n")
+    fourth = fam.read_text().splitlines()[3]
+    edit_line(fam, 10, lambda _: fourth)
     expect_error(fileset, "x.fam", "duplicate sample ID", "line 4")
 
 
