@@ -385,7 +385,7 @@ class DeepLiftResult:
     matrix: np.ndarray | None = None
     covar_matrix: np.ndarray | None = None
     fwer_threshold: float | None = None
-    null: "NullScores | None" = None
+    null: "NullScores | DecoyScores | None" = None
 
 
 def _resolve_members(fit, members):
@@ -396,7 +396,7 @@ def _resolve_members(fit, members):
         if not chosen and getattr(fit, "selected", None) is not None:
             chosen = [i for i, m in enumerate(allm) if m.role == "grid" and m.config == fit.selected]
         if not chosen:
-            chosen = [i for i, m in enumerate(allm) if m.role != "null"]
+            chosen = [i for i, m in enumerate(allm) if m.role not in ("null", "decoy")]
     elif isinstance(members, str):
         chosen = [i for i, m in enumerate(allm) if m.role == members]
         if not chosen:
@@ -500,7 +500,7 @@ def aggregate_scores(variants: pd.DataFrame, member_mean_abs: np.ndarray,
 def deeplift(fit, genotypes, samples="validation", reference="mean", rule: str = "rescale",
              members=None, covariates=None, batch_size: int | None = None, top_k: int = 10,
              return_matrix: bool = False, dtype: str = "float32", device: str = "auto",
-             null: "NullScores | None" = None, alpha: float = 0.05, normalize: str = "share",
+             null: "NullScores | DecoyScores | None" = None, alpha: float = 0.05, normalize: str = "share",
              max_stage_bytes: int | None = 2**28, progress: bool | None = None) -> DeepLiftResult:
     """DeepLIFT contributions of every SNP to the output logit, aggregated per SNP.
 
@@ -525,8 +525,10 @@ def deeplift(fit, genotypes, samples="validation", reference="mean", rule: str =
     top_k : k of ``deeplift_topk_count``.
     return_matrix : also return the (members, samples, snps) float32 contribution array.
     dtype : "float32" or "float64" arithmetic (sums are accumulated in float64).
-    null : a :class:`NullScores` from :func:`attribution_null`: adds ``deeplift_p``,
-        ``deeplift_q``, ``deeplift_fwer`` (see :func:`null_calibrate`, level ``alpha``,
+    null : a :class:`DecoyScores` from :func:`attribution_decoys` (adds ``deeplift_p``,
+        ``deeplift_q``, ``deeplift_fdr``, ``deeplift_decoy_fit``; see :func:`decoy_calibrate`)
+        or a :class:`NullScores` from :func:`attribution_null` (adds ``deeplift_p``,
+        ``deeplift_q``, ``deeplift_fwer``; see :func:`null_calibrate`, level ``alpha``,
         ``normalize``).
     max_stage_bytes : packed genotype bytes staged at a time (each staged block is one pass
         over the .bed); bounds memory independently of the number of samples.
@@ -668,7 +670,9 @@ def deeplift(fit, genotypes, samples="validation", reference="mean", rule: str =
                          max_delta_error=float(max_err.max()), member_mean_abs=mean_abs,
                          member_mean=mean_c, samples=pos, rule=rule, reference=ref_desc,
                          top_k=int(top_k), matrix=matrix, covar_matrix=cmatrix)
-    if null is not None:
+    if isinstance(null, DecoyScores):
+        res = decoy_calibrate(res, null, alpha=alpha)
+    elif null is not None:
         res = null_calibrate(res, null, alpha=alpha, normalize=normalize)
     return res
 
@@ -812,3 +816,176 @@ def null_calibrate(result: DeepLiftResult, null: NullScores, alpha: float = 0.05
     from dataclasses import replace
 
     return replace(result, scores=scores, fwer_threshold=thr, null=null)
+
+
+# --------------------------------------------------------------------------------------
+# significance: decoy SNPs inside the fitted networks (gwaslift.decoys)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class DecoyScores:
+    """Aggregated scores of the selected configuration refitted on the SNPs plus decoys.
+
+    ``real`` (n_snps,): ``deeplift_mean_abs`` of each real SNP in the decoy fits; ``decoy``
+    (n_decoys,): that of each decoy; ``decoy_of`` (n_decoys,): the source SNP id of each
+    decoy; ``seeds``: training seeds of the decoy fits; ``seed``: the decoys' seed (source
+    subset and sample permutation); ``metrics``: one row per decoy-fit member
+    (seed, validation log-likelihood, active SNPs and decoys); ``tail``: the decoy tail fit
+    (:func:`decoy_tail`), set by :func:`decoy_calibrate`.
+    """
+
+    real: np.ndarray
+    decoy: np.ndarray
+    decoy_of: list
+    seeds: list
+    seed: int
+    metrics: pd.DataFrame | None = None
+    tail: dict | None = None
+
+
+def attribution_decoys(genotypes, phenotype, fit, n_decoys: int | None = None, seeds=None, seed: int = 0,
+                       samples="validation", reference="mean", rule: str = "rescale", covariates=None,
+                       batch_size: int | None = None, dtype: str = "float32", device: str = "auto",
+                       progress: bool | None = None, **refit_kwargs) -> DecoyScores:
+    """Per-SNP null from decoy SNPs trained alongside the real ones (:mod:`gwaslift.decoys`).
+
+    The *selected* configuration is re-fitted on ``with_decoys(genotypes, n_decoys, seed)``
+    with the real phenotype, the fit's split and the training seeds of the members that
+    :func:`deeplift` scores by default (``seeds``); the new members (role ``"decoy"``) are
+    scored exactly as the observed fit (same samples, reference, rule, aggregation over
+    seeds). A decoy's centre is its training-split mean, like any input's; a user reference
+    vector is extended with its value at each decoy's source SNP.
+
+    What the null means: within one trained network, the score a SNP gets when it has the
+    allele frequency and LD pattern of a real SNP but no association with the phenotype, the
+    covariates or the other SNPs. Unlike permuted-phenotype fits it is measured in the very
+    networks that carry the real signal, so the scale of the scores is shared. Cost: one
+    refit of ``len(seeds)`` members with ``n_snps + n_decoys`` inputs (default n_decoys =
+    n_snps: twice the inputs) and one DeepLIFT pass over them.
+    """
+    from dataclasses import replace
+
+    from .decoys import with_decoys
+    from .deep import refit
+    from .deep.data import check_variants
+    from .deep.fit import VARIANT_COLUMNS
+    from .deep.train import select, training_center
+
+    check_variants(fit.variants, genotypes)
+    if seeds is None:
+        seeds = [m.seed for _, m in _resolve_members(fit, None)]
+    seeds = list(seeds)
+    gd = with_decoys(genotypes, n_decoys, seed)
+    m, d = genotypes.n_variants, gd.n_variants - genotypes.n_variants
+    src_pos = np.searchsorted(np.asarray(genotypes.variant_idx), gd.source.decoy_of) \
+        if np.all(np.diff(genotypes.variant_idx) > 0) else _positions_of(genotypes.variant_idx, gd.source.decoy_of)
+    dcenter = training_center(gd.subset(variants=np.arange(m, m + d)), fit.split.train)
+    base = replace(fit, members=[], variants=gd.variants[VARIANT_COLUMNS].reset_index(drop=True),
+                   center=np.concatenate([np.asarray(fit.center, dtype=np.float32), dcenter]))
+    if not isinstance(reference, str):
+        arr = np.asarray(reference, dtype=np.float64)
+        reference = np.concatenate([arr, arr[..., src_pos]], axis=-1)
+    cfg = fit.selected or select(fit)
+    dfit = refit(gd, phenotype, base, seeds=seeds, role="decoy", config=cfg, covariates=covariates,
+                 device=device, progress=progress, **refit_kwargs)
+    res = deeplift(dfit, gd, samples=samples, reference=reference, rule=rule,
+                   members=list(range(len(dfit.members))), covariates=covariates, batch_size=batch_size,
+                   dtype=dtype, device=device, progress=progress)
+    sc = res.scores["deeplift_mean_abs"].to_numpy()
+    tab = dfit.metrics_table()
+    keep = [c for c in ("seed", "val_loglik", "val_loglik_constant", "epochs", "n_nonzero_snps") if c in tab]
+    met = tab[keep].reset_index(drop=True)
+    act = np.asarray([(mem.model.snp_linear.weight.detach() != 0).any(0).numpy() for mem in dfit.members])
+    met["n_active_real"] = act[:, :m].sum(1)
+    met["n_active_decoys"] = act[:, m:].sum(1)
+    return DecoyScores(real=sc[:m], decoy=sc[m:], decoy_of=list(genotypes.variants["snp"].iloc[src_pos]),
+                       seeds=seeds, seed=int(seed), metrics=met)
+
+
+def _positions_of(haystack, needles) -> np.ndarray:
+    lookup = {int(v): i for i, v in enumerate(np.asarray(haystack))}
+    return np.asarray([lookup[int(v)] for v in np.asarray(needles)], dtype=np.int64)
+
+
+#: Decoy p-values: the exact empirical p is used while at least this many decoys score at
+#: or above a SNP; beyond, the decoy tail is extrapolated (Knijnenburg et al. 2009).
+TAIL_MIN_EXCEEDANCES = 10
+#: Decoys in the fitted tail: the top ``min(TAIL_SIZE, n_decoys // 4)`` positive scores.
+TAIL_SIZE = 250
+
+
+def decoy_tail(decoy: np.ndarray) -> dict | None:
+    """Generalized Pareto fit to the top decoy scores (None when too few positive scores).
+
+    Returns ``{"u", "xi", "sigma", "n_exc", "n_decoys"}``: exceedances ``s - u`` of the
+    ``n_exc`` highest decoy scores over ``u`` (the midpoint to the next score) follow
+    GPD(xi, sigma), fitted by maximum likelihood with the shape floored at 0 (a fitted
+    bounded tail becomes the exponential one); the tail p-value of a score ``s > u`` is
+    ``n_exc / n_decoys * GPD.sf(s - u)``.
+    """
+    from scipy.stats import genpareto
+
+    d = np.sort(np.asarray(decoy, dtype=np.float64))[::-1]
+    pos = d[d > 0]
+    n_exc = int(min(TAIL_SIZE, len(d) // 4, len(pos) - 1))
+    if n_exc < 50:
+        return None
+    u = 0.5 * (pos[n_exc - 1] + pos[n_exc])
+    exc = pos[:n_exc] - u
+    xi, _, sigma = genpareto.fit(exc, floc=0)
+    if xi < 0:
+        # a bounded tail (xi < 0) fitted to a few hundred decoys would claim that no null
+        # score can pass its endpoint, and give p ~ 0 just beyond the largest decoy: floor the
+        # shape at 0 (the exponential tail, MLE scale = mean exceedance), which is conservative
+        xi, sigma = 0.0, float(exc.mean())
+    return {"u": float(u), "xi": float(xi), "sigma": float(sigma), "n_exc": n_exc, "n_decoys": int(len(d))}
+
+
+def _tail_p(s: np.ndarray, tail: dict) -> np.ndarray:
+    from scipy.stats import genpareto
+
+    sf = genpareto.sf(np.maximum(s - tail["u"], 0.0), tail["xi"], 0.0, tail["sigma"])
+    return np.maximum(tail["n_exc"] / tail["n_decoys"] * sf, np.finfo(float).tiny)
+
+
+def decoy_calibrate(result: DeepLiftResult, decoys: DecoyScores, alpha: float = 0.05) -> DeepLiftResult:
+    """Per-SNP p-values, BH q-values and a family-wise threshold from the decoy fits.
+
+    ``deeplift_decoy_fit`` is the SNP's mean |DeepLIFT| in the decoy fits, compared with the
+    decoys of the same fits. ``deeplift_p``: the empirical ``(1 + #{decoys >= s}) / (1 +
+    n_decoys)`` while at least ``TAIL_MIN_EXCEEDANCES`` decoys reach the score; above that
+    the empirical p has too little resolution (its floor is ``1 / (1 + n_decoys)``), and
+    the p-value comes from a generalized Pareto fit to the highest decoy scores
+    (:func:`decoy_tail`; the permutation-tail method of Knijnenburg et al., Bioinformatics
+    2009) -- an extrapolation that assumes a GPD-shaped tail. A SNP no decoy-fit member
+    uses scores 0 and gets p = 1. ``deeplift_q``: Benjamini-Hochberg; ``deeplift_fdr``:
+    ``q <= alpha``. ``fwer_threshold``: the decoy-fit score whose tail p is ``alpha /
+    n_snps`` (Bonferroni), None without a tail fit; ``deeplift_fwer``: ``deeplift_decoy_fit``
+    above it. The ranking (``deeplift_mean_abs``) stays that of ``result``.
+    """
+    from dataclasses import replace
+
+    from scipy.stats import genpareto
+
+    real = np.asarray(decoys.real, dtype=np.float64)
+    if real.shape[0] != len(result.scores):
+        raise InputError(f"decoy scores have {real.shape[0]} SNPs, the result {len(result.scores)}")
+    pooled = np.sort(np.asarray(decoys.decoy, dtype=np.float64))
+    n_ge = pooled.size - np.searchsorted(pooled, real, side="left")
+    p = (1.0 + n_ge) / (1.0 + pooled.size)
+    tail = decoy_tail(pooled)
+    thr = None
+    if tail is not None:
+        far = (n_ge < TAIL_MIN_EXCEEDANCES) & (real > tail["u"])
+        p[far] = _tail_p(real[far], tail)
+        level = alpha / len(real) / (tail["n_exc"] / tail["n_decoys"])
+        if level < 1:
+            thr = float(tail["u"] + genpareto.isf(level, tail["xi"], 0.0, tail["sigma"]))
+    scores = result.scores.copy()
+    scores["deeplift_decoy_fit"] = real
+    scores["deeplift_p"] = p
+    scores["deeplift_q"] = _bh(p)
+    scores["deeplift_fdr"] = scores["deeplift_q"] <= alpha
+    scores["deeplift_fwer"] = real > thr if thr is not None and np.isfinite(thr) else False
+    return replace(result, scores=scores, fwer_threshold=thr, null=replace(decoys, tail=tail))

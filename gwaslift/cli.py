@@ -159,7 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         _qc_flags(p)
         p.add_argument("--pcs", type=int, default=None, help="principal components as covariates (default 10)")
         _deep_flags(p)
-        p.add_argument("--n-null", type=int, default=None, help="permuted-phenotype fits (default 10; 0 = none)")
+        p.add_argument("--null", choices=["decoys", "permutation", "none"], default=None,
+                       help="significance of the DeepLIFT scores: decoy SNPs trained alongside the real ones "
+                            "(default), permuted-phenotype fits, or none")
+        p.add_argument("--n-decoys", type=int, default=None, help="decoy SNPs (default: one per SNP)")
+        p.add_argument("--n-null", type=int, default=None, help="permuted-phenotype fits with --null permutation "
+                                                                "(default 10)")
         p.add_argument("--top", type=int, default=None, help="top SNPs per method in the report (default 10)")
 
     p = sub.add_parser("plot", help="redraw the Miami, Manhattan and QQ plots and the report of a saved analysis")
@@ -342,8 +347,9 @@ def _analysis_options(args) -> dict:
             opts[name] = v
     if args.pcs is not None:
         opts["n_pcs"] = args.pcs
-    if args.n_null is not None:
-        opts["n_null"] = args.n_null
+    for name in ("null", "n_decoys", "n_null"):
+        if getattr(args, name, None) is not None:
+            opts[name] = getattr(args, name)
     if args.top is not None:
         opts["top_k"] = args.top
     return opts
@@ -371,8 +377,8 @@ def _cmd_analyze(args):
 #: balanced binary trait (the literal model's case fraction swings with the seed).
 DEMO_COHORT = dict(a=0.1, scenario="spatial", trait="binary", n_causal=10, case_fraction=0.5)
 #: The demo runs the paper's whole protocol (16 configurations x 5 seeds, 5 fresh seeds for the
-#: selected one) plus 10 permuted-phenotype fits: about 80 s on 2 cores at 4,000 x 4,000.
-DEMO_GRID = dict(n_null=10)
+#: selected one) plus the decoy refits (5 seeds, 4,000 decoys) for the p-values.
+DEMO_GRID = dict(null="decoys")
 
 
 def _cmd_demo(args):

@@ -33,12 +33,16 @@ DEFAULTS = dict(
     n_pcs=10, model="auto", missing="drop",
     hidden=PAPER_HIDDEN, l1=PAPER_L1, seeds=[0, 1, 2, 3, 4], refit_seeds=[5, 6, 7, 8, 9],
     deep_covariates=True, epochs=100, patience=10, batch_size=256, lr=1e-3, device="auto",
-    samples="validation", reference="mean", rule="rescale", n_null=10, null_normalize="share", alpha=0.05,
+    samples="validation", reference="mean", rule="rescale",
+    null="decoys", n_decoys=None, n_null=10, null_normalize="share", alpha=0.05,
     top_k=10,
     split_seed=0, seed=0,
 )
 
 TABLE_KEYS = ["chrom", "pos", "snp", "a1", "a2"]
+#: significance of the DeepLIFT scores: decoy SNPs in refits of the selected model (default),
+#: fits to permuted phenotypes, or none (see gwaslift.attribution).
+NULL_KINDS = ("decoys", "permutation", "none")
 
 
 def _jsonable(obj):
@@ -306,16 +310,7 @@ def write_report(analysis: Analysis, d: Path) -> Path:
               f"- re-trained with seeds {analysis.config.get('refit_seeds')}; DeepLIFT on the "
               f"{analysis.config.get('samples')} samples against the {analysis.config.get('reference')} reference "
               f"(max summation-to-delta error {s.get('deeplift_max_delta_error', float('nan')):.2e})",
-              f"- null calibration: {s.get('n_null')} permuted-phenotype fits; family-wise threshold "
-              f"(alpha={analysis.config.get('alpha')}): {_fmt(s.get('deeplift_fwer_threshold_score'))} "
-              f"mean |DeepLIFT|; SNPs above it: {s.get('n_deeplift_fwer')}. The threshold (the "
-              f"{1 - float(analysis.config.get('alpha', 0.05)):.0%} quantile of the null fits' largest score) "
-              "controls the family-wise error under the global null, where the observed fit is "
-              "exchangeable with the null fits; scores are compared as shares of each fit's total "
-              "(`null_normalize`), which is conservative when real signal is present. The per-SNP `deeplift_p`/`deeplift_q` pool the null "
-              "scores of all SNPs: trust them under the global null only -- with real signal the null "
-              "networks lose almost every SNP to the L1 penalty while the observed network keeps some "
-              "SNPs without effect alive, so their p-values come out too small. Read them as ranks.",
+              *_null_lines(analysis),
               "", _md_table(by_cfg) if len(by_cfg) else "", "",
               f"## Top {k} SNPs of each method", "",
               _md_table(top), "",
@@ -337,6 +332,41 @@ def check_writable(out: str | os.PathLike) -> Path:
     return check_writable_dir(out)
 
 
+def _null_lines(analysis) -> list[str]:
+    """The report's paragraph on the significance of the DeepLIFT scores."""
+    s, alpha = analysis.summary, analysis.config.get("alpha", 0.05)
+    kind = s.get("null", "permutation" if s.get("n_null") else "none")
+    if kind == "decoys":
+        tail = s.get("decoy_tail") or {}
+        return [
+            f"- significance from {s.get('n_decoys')} decoy SNPs (real SNPs with the samples shuffled, "
+            f"trained alongside the real ones in refits of the selected configuration with the same seeds; "
+            f"mean validation log-likelihood of those fits {_fmt(s.get('decoy_fit_val_loglik'))}): "
+            f"SNPs at FDR <= {alpha}: {s.get('n_deeplift_fdr')}; above the family-wise threshold "
+            f"(Bonferroni, alpha={alpha}): {s.get('n_deeplift_fwer')}. Each SNP's score in the decoy fits "
+            "(`deeplift_decoy_fit`) is ranked among the decoys' scores of the same fits, so the null shares "
+            "the networks' signal, L1 penalty and scale. Beyond the 10th-highest decoy the p-value comes "
+            f"from a generalized Pareto fit to the top {tail.get('n_exc', '?')} decoy scores "
+            f"(shape {_fmt(tail.get('xi'))}): an extrapolation. A SNP in LD with a causal SNP, or "
+            "correlated with structure the PCs miss, is associated and is not a decoy-like null.",
+        ]
+    if kind == "permutation":
+        return [
+            f"- null calibration: {s.get('n_null')} permuted-phenotype fits; family-wise threshold "
+            f"(alpha={alpha}): {_fmt(s.get('deeplift_fwer_threshold_score'))} "
+            f"mean |DeepLIFT|; SNPs above it: {s.get('n_deeplift_fwer')}. The threshold (the "
+            f"{1 - float(alpha):.0%} quantile of the null fits' largest score) "
+            "controls the family-wise error under the global null, where the observed fit is "
+            "exchangeable with the null fits; scores are compared as shares of each fit's total "
+            "(`null_normalize`), which is conservative when real signal is present. The per-SNP "
+            "`deeplift_p`/`deeplift_q` pool the null scores of all SNPs: trust them under the global "
+            "null only -- with real signal the null networks lose almost every SNP to the L1 penalty "
+            "while the observed network keeps some SNPs without effect alive, so their p-values come "
+            "out too small (`null=\"decoys\"` does not have this problem). Read them as ranks.",
+        ]
+    return ["- no significance computed (`null=\"none\"`)."]
+
+
 def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_names=None,
             progress: bool | None = None, **options) -> Analysis:
     """Run the whole analysis on a PLINK fileset.
@@ -354,14 +384,16 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
         GWAS ``model`` and ``missing`` rule, the grid (``hidden, l1``), ``seeds`` and
         ``refit_seeds``, ``deep_covariates`` (feed PCs and covariates to the network as
         unpenalized inputs), training options (``epochs, patience, batch_size, lr, device``),
-        DeepLIFT (``samples, reference, rule``), the null (``n_null``, 0 to skip; ``alpha``;
-        ``null_normalize``: "none" compares raw mean |DeepLIFT| scores, "share" each SNP's share
-        of its fit's total -- see :func:`gwaslift.attribution.null_calibrate`),
+        DeepLIFT (``samples, reference, rule``), the significance of its scores (``null``:
+        "decoys" (default; ``n_decoys`` decoy SNPs, default one per SNP -- see
+        :func:`gwaslift.attribution.attribution_decoys`), "permutation" (``n_null``
+        permuted-phenotype fits; ``null_normalize`` -- see
+        :func:`gwaslift.attribution.null_calibrate`) or "none"; level ``alpha``),
         ``top_k``, ``split_seed``, ``seed``.
     """
     from . import deep
     from .assoc import genomic_inflation, linear_gwas
-    from .attribution import attribution_null, deeplift
+    from .attribution import attribution_decoys, attribution_null, deeplift
     from .io import read_plink
     from .io.pheno import as_phenotype, read_covar
     from .qc import qc
@@ -371,6 +403,8 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
     if unknown:
         raise TypeError(f"analyze() got unknown options: {', '.join(sorted(unknown))}")
     cfg = {**DEFAULTS, **options}
+    if cfg["null"] not in NULL_KINDS:
+        raise InputError(f"null must be one of {NULL_KINDS}, got {cfg['null']!r}")
     out_dir = check_writable(out) if out is not None else None
     t0 = time.perf_counter()
     timings = {}
@@ -423,7 +457,11 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
 
     device = str(resolve_device(cfg["device"]))
     null = None
-    if int(cfg["n_null"]) > 0:
+    if cfg["null"] == "decoys":
+        null = attribution_decoys(gq, y, fit, n_decoys=cfg["n_decoys"], seed=cfg["seed"], samples=cfg["samples"],
+                                  reference=cfg["reference"], rule=cfg["rule"], covariates=deep_cov,
+                                  device=device, progress=progress)
+    elif cfg["null"] == "permutation" and int(cfg["n_null"]) > 0:
         null = attribution_null(gq, y, fit, n_null=int(cfg["n_null"]), seed=cfg["seed"], samples=cfg["samples"],
                                 reference=cfg["reference"], rule=cfg["rule"], covariates=deep_cov,
                                 device=device, progress=progress)
@@ -449,14 +487,24 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
         "n_genome_wide": int((sumstats["log10_p"] > -np.log10(5e-8)).sum()),
         "selected": {"hidden": list(selected.get("hidden", [])), "l1": selected.get("l1"), "lr": selected.get("lr")},
         "deeplift_max_delta_error": float(res.max_delta_error),
-        "n_null": int(cfg["n_null"]),
+        "null": cfg["null"],
+        "n_null": int(cfg["n_null"]) if cfg["null"] == "permutation" else 0,
         "wall_time_s": time.perf_counter() - t0,
         "stage_start_s": {k: v - t0 for k, v in timings.items()},
     }
     if model == "logistic":
         summary["n_cases"] = int((y[finite] == 1).sum())
         summary["case_fraction"] = float((y[finite] == 1).mean())
-    if res.fwer_threshold is not None:
+    if cfg["null"] == "decoys":
+        # p-values, q-values and the threshold are those of the decoy fits' scores (units of
+        # deeplift_decoy_fit, not of deeplift_mean_abs): the plot draws no line for them
+        summary["n_decoys"] = int(len(null.decoy))
+        summary["decoy_tail"] = null.tail if res.null is None else res.null.tail
+        summary["decoy_fit_val_loglik"] = float(null.metrics["val_loglik"].mean())
+        summary["n_deeplift_fdr"] = int(scores["deeplift_fdr"].sum())
+        summary["n_deeplift_fwer"] = int(scores["deeplift_fwer"].sum())
+        summary["deeplift_fwer_threshold_decoy_fit"] = res.fwer_threshold
+    elif res.fwer_threshold is not None:
         # the threshold is in the units null_calibrate compared; the plot needs
         # deeplift_mean_abs units (a share times this fit's total score)
         total = float(scores["deeplift_mean_abs"].sum())
@@ -467,7 +515,8 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
         summary["n_deeplift_fwer"] = int(scores["deeplift_fwer"].sum()) if "deeplift_fwer" in scores else None
     analysis = Analysis(sumstats=sumstats, scores=scores, table=table, qc_report=qc_report,
                         pcs=pcs.reset_index(drop=True), selection=fit.metrics_table(), config=_jsonable(cfg),
-                        summary=summary, models=fit, fwer_threshold=res.fwer_threshold)
+                        summary=summary, models=fit,
+                        fwer_threshold=res.fwer_threshold if cfg["null"] == "permutation" else None)
     if out_dir is not None:
         analysis.save(out_dir)
     return analysis

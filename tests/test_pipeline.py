@@ -11,7 +11,7 @@ from gwaslift import InputError
 from gwaslift.pipeline import join_tables
 from gwaslift.simulate import hao
 
-SMALL_RUN = dict(n_pcs=3, hidden=[(32, 64)], l1=[0.1, 1.0], seeds=[0, 1], refit_seeds=[2, 3], n_null=2,
+SMALL_RUN = dict(n_pcs=3, hidden=[(32, 64)], l1=[0.1, 1.0], seeds=[0, 1], refit_seeds=[2, 3],
                  epochs=30, patience=5, progress=False)
 
 
@@ -113,3 +113,28 @@ def test_join_tables_ranks():
     assert t.rank_linear.tolist() == [3, 1, 2]
     assert t.rank_deeplift.tolist() == [3, 2, 1]
     assert np.allclose(t.deeplift_mean_abs, [0.1, 0.2, 0.3])
+
+
+def test_decoy_significance_in_table_summary_and_report(run):
+    sim, a, out = run
+    s = a.summary
+    assert s["null"] == "decoys" and s["n_decoys"] == s["n_variants_qc"] and s["n_null"] == 0
+    t = a.table
+    for col in ("deeplift_p", "deeplift_q", "deeplift_fdr", "deeplift_fwer", "deeplift_decoy_fit"):
+        assert col in t, col
+    assert t.deeplift_p.between(0, 1).all() and s["n_deeplift_fdr"] == int(t.deeplift_fdr.sum())
+    causal = t.snp.isin(sim.truth.snp)
+    assert t.loc[causal, "deeplift_fdr"].sum() >= 3
+    assert t.loc[~causal, "deeplift_fwer"].sum() <= 1
+    assert "decoy SNPs" in (out / "report.md").read_text()
+    assert a.fwer_threshold is None  # in decoy-fit units: not drawn on the mean |DeepLIFT| axis
+
+
+def test_permutation_null_still_available(tmp_path):
+    sim = hao(300, 60, trait="quantitative", seed=3, out=tmp_path / "sim")
+    a = gwaslift.analyze(sim.prefix, sim.paths["pheno"], null="permutation", n_null=1,
+                         **{**SMALL_RUN, "l1": [1.0], "seeds": [0], "refit_seeds": [1]})
+    assert a.summary["null"] == "permutation" and a.summary["n_null"] == 1
+    assert "deeplift_p" in a.table and "deeplift_decoy_fit" not in a.table
+    with pytest.raises(InputError, match="null must be"):
+        gwaslift.analyze(sim.prefix, sim.paths["pheno"], null="bogus", **SMALL_RUN)

@@ -77,6 +77,17 @@ def decode_dosage(packed: np.ndarray, n_samples: int, sample_idx: np.ndarray | N
     return np.ascontiguousarray(dos.T)
 
 
+def pack_codes(codes: np.ndarray) -> np.ndarray:
+    """Pack 2-bit codes (n_variants, n_samples) uint8 into .bed rows (n_variants, ceil(n / 4));
+    padding bits are 0, as PLINK writes them. The inverse of :func:`unpack_codes`."""
+    codes = np.asarray(codes, dtype=np.uint8)
+    m, n = codes.shape
+    padded = np.zeros((m, bytes_per_variant(n) * 4), dtype=np.uint8)
+    padded[:, :n] = codes
+    c = padded.reshape(m, -1, 4)
+    return (c[..., 0] | (c[..., 1] << 2) | (c[..., 2] << 4) | (c[..., 3] << 6)).astype(np.uint8)
+
+
 def encode_dosage(dosage: np.ndarray) -> np.ndarray:
     """Pack A1 dosages into .bed rows (the inverse of :func:`decode_dosage`).
 
@@ -91,8 +102,6 @@ def encode_dosage(dosage: np.ndarray) -> np.ndarray:
     uint8 array (n_variants, ceil(n_samples / 4)); padding bits are 0, as PLINK writes them.
     """
     dosage = np.asarray(dosage)
-    n, m = dosage.shape
-    codes = np.full((m, bytes_per_variant(n) * 4), 0, dtype=np.uint8)
     d = dosage.T
     missing = np.isnan(d) if np.issubdtype(d.dtype, np.floating) else np.zeros(d.shape, bool)
     filled = np.where(missing, 0, d)
@@ -102,8 +111,4 @@ def encode_dosage(dosage: np.ndarray) -> np.ndarray:
     lut = np.array([3, 2, 0], dtype=np.uint8)
     c = lut[filled.astype(np.int64)]
     c[missing] = 1
-    codes[:, :n] = c
-    codes = codes.reshape(m, -1, 4)
-    return (codes[..., 0] | (codes[..., 1] << 2) | (codes[..., 2] << 4) | (codes[..., 3] << 6)).astype(
-        np.uint8
-    )
+    return pack_codes(c)
