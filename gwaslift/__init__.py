@@ -38,7 +38,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(module), attr)
         globals()[name] = value
         return value
-    if name in ("simulate", "plots", "deep", "attribution", "assoc", "structure", "pipeline"):
+    if name in ("simulate", "plots", "deep", "attribution", "decoys", "assoc", "structure", "pipeline"):
         return importlib.import_module(f"gwaslift.{name}")
     raise AttributeError(f"module 'gwaslift' has no attribute {name!r}")
 
