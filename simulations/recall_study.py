@@ -274,8 +274,12 @@ class Dataset:
 
 # ===================================================================== the study
 def train_options(cfg: dict) -> dict:
-    return dict(epochs=int(cfg["epochs"]), patience=int(cfg["patience"]), batch_size=int(cfg["batch_size"]),
+    opts = dict(epochs=int(cfg["epochs"]), patience=int(cfg["patience"]), batch_size=int(cfg["batch_size"]),
                 lr=float(cfg["lr"]), split_seed=int(cfg["split_seed"]))
+    # only when used: the cache keys of runs without a warm-up stay as they were
+    if int(cfg.get("l1_warmup", 0)):
+        opts["l1_warmup"] = int(cfg["l1_warmup"])
+    return opts
 
 
 def select_config(tables: list[pd.DataFrame]) -> tuple[dict, pd.DataFrame]:
@@ -379,7 +383,8 @@ def write_results(path: Path, cfg: dict, paper_cfg: dict, per: pd.DataFrame, sel
           f"- grid `{cfg['grid'] if isinstance(cfg['grid'], str) else 'custom'}`: hidden {grid['hidden']} x "
           f"L1 {grid['l1']}, grid seeds {cfg['grid_seeds']}, refit seeds {cfg['refit_seeds']}",
           f"- training: epochs {cfg['epochs']}, patience {cfg['patience']}, batch {cfg['batch_size']}, "
-          f"lr {cfg['lr']}, split 50/25/25 (split seed {cfg['split_seed']}), proximal L1",
+          f"lr {cfg['lr']}, split 50/25/25 (split seed {cfg['split_seed']}), proximal L1"
+          + (f" with a {cfg['l1_warmup']}-epoch warm-up" if int(cfg.get("l1_warmup", 0)) else ""),
           f"- DeepLIFT: Rescale, training-mean reference, {cfg['deeplift_samples']} samples; top "
           f"{cfg['top_k']} called causal; linear GWAS with {cfg['n_pcs']} PCs",
           f"- machine: {platform.node() or 'unknown'}, {platform.processor() or platform.machine()}, "
@@ -482,12 +487,13 @@ def parse_args(argv=None):
     p.add_argument("--a", type=float, nargs="+")
     p.add_argument("--seeds", type=int, nargs="+", help="dataset seeds")
     p.add_argument("--traits", nargs="+")
-    p.add_argument("--grid", choices=("small", "paper"))
+    p.add_argument("--grid", choices=("small", "paper", "sparse"))
     p.add_argument("--grid-seeds", type=int, nargs="+")
     p.add_argument("--refit-seeds", type=int, nargs="+")
     p.add_argument("--epochs", type=int)
     p.add_argument("--patience", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--l1-warmup", type=int, help="epochs of L1 warm-up (gwaslift.deep.train l1_warmup; 0 = none)")
     p.add_argument("--cache", default=str(HERE / "cache"))
     p.add_argument("--out", default=str(HERE / "RESULTS.md"))
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -500,7 +506,8 @@ def config_from_args(args) -> tuple[dict, dict]:
     cfg = dict(paper)
     for flag, key in (("n_samples", "n_samples"), ("n_snps", "n_snps"), ("n_causal", "n_causal"), ("a", "a"),
                       ("seeds", "seeds"), ("traits", "traits"), ("grid", "grid"), ("grid_seeds", "grid_seeds"),
-                      ("refit_seeds", "refit_seeds"), ("epochs", "epochs"), ("patience", "patience"), ("lr", "lr")):
+                      ("refit_seeds", "refit_seeds"), ("epochs", "epochs"), ("patience", "patience"), ("lr", "lr"),
+                      ("l1_warmup", "l1_warmup")):
         v = getattr(args, flag)
         if v is not None:
             cfg[key] = v

@@ -435,3 +435,24 @@ def test_bf16_precision_round_trips_and_refits(tmp_path, bf16_fit, cohort):
         train(g, cohort[2], precision="fp16", **FAST)
     with pytest.raises(InputError, match="precision"):
         refit(g, cohort[2], back, precision="half", **kw)
+
+
+def test_l1_warmup_keeps_a_strong_penalty_from_killing_the_layer(cohort):
+    """At full strength from the first step a strong L1 zeroes every SNP weight (a constant
+    model); ramped in over the first epochs, the same penalty leaves a sparse model on the
+    causal SNPs that beats the constant one. Early stopping ignores the ramp's epochs."""
+    g, y = _geno(cohort), cohort[2]
+    kw = dict(FAST, epochs=100, patience=10)
+    cold = train(g, y, l1=[10.0], seeds=[0, 1, 2], **kw).metrics_table()
+    warm_fit = train(g, y, l1=[10.0], seeds=[0, 1, 2], l1_warmup=10, **kw)
+    warm = warm_fit.metrics_table()
+    assert (cold.n_nonzero_snps == 0).all()
+    assert (warm.n_nonzero_snps > 0).all() and (warm.n_nonzero_snps < 0.35 * M).all()
+    assert (warm.val_loglik > warm.val_loglik_constant + 0.02).all()
+    assert (warm.best_epoch >= 10).all()
+    for mem in warm_fit.members:
+        w = mem.model.snp_linear.weight.detach().abs().sum(0).numpy()
+        assert len(set(np.argsort(-w)[:5]) & set(CAUSAL)) >= 3
+    assert warm_fit.config["l1_warmup"] == 10
+    with pytest.raises(InputError, match="l1_warmup"):
+        train(g, y, l1=[1.0], seeds=[0], l1_warmup=-1, **kw)
