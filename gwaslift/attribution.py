@@ -51,6 +51,8 @@ Sec. 3.3). Covariates' reference is their training mean, 0 after standardization
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -71,6 +73,7 @@ DECODE_COLUMNS_BELOW = 0.5
 
 __all__ = [
     "EPS",
+    "EVENT_TOPIC",
     "RULES",
     "StackedMLP",
     "BatchMultipliers",
@@ -497,11 +500,273 @@ def aggregate_scores(variants: pd.DataFrame, member_mean_abs: np.ndarray,
     return out
 
 
+# --------------------------------------------------------------------------------------
+# the scoring loop, in this process or as block tasks on a dask.distributed client
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Sums:
+    """Running per-member float64 sums over scored samples: ``abs`` / ``signed`` (K, n_snps)
+    of |C| and C, ``cov_abs`` / ``cov_sum`` (K, C) of the covariates', ``max_err`` (K,) the
+    max summation-to-delta error, ``n`` the samples seen."""
+
+    abs: torch.Tensor
+    signed: torch.Tensor
+    cov_abs: torch.Tensor
+    cov_sum: torch.Tensor
+    max_err: np.ndarray
+    n: int = 0
+
+    @classmethod
+    def zeros(cls, k: int, n_snps: int, n_cov: int, device) -> "_Sums":
+        a = torch.zeros(k, n_snps, dtype=torch.float64, device=device)
+        c = torch.zeros(k, n_cov, dtype=torch.float64, device=device)
+        return cls(a, torch.zeros_like(a), c, torch.zeros_like(c), np.zeros(k))
+
+
+def _accumulate(sums: _Sums, x, cv, groups, nets, runs, x0s, rule, tdtype, bufs, rows=None,
+                matrix=None, cmatrix=None) -> None:
+    """Score one batch (``x`` (b, v) centred inputs, ``cv`` (b, C) or None) for every member
+    and add it to ``sums``; with ``matrix`` / ``cmatrix`` also store the contributions at
+    ``rows``. ``runs[key]`` is ``nets[key]`` with ``snp_idx`` pointing into x's columns."""
+    sums.n += x.shape[0]
+    x = x.to(tdtype)
+    cv = None if cv is None else cv.to(tdtype)
+    for key, idx in groups.items():
+        net = nets[key]
+        cvk = cv if net.n_covar else None
+        mults = [deeplift_batch(runs[key], x, x0, cvk, rule=rule) for x0 in x0s]
+        for kk, j in enumerate(idx):
+            c = snp_contributions(net, mults[0], kk, out=_buffer(bufs, key, mults[0].dx))
+            for mlt in mults[1:]:
+                c += snp_contributions(net, mlt, kk)
+            # Sums in the working dtype per batch (a float64-casting reduction is ~20x
+            # slower on CPU), accumulated across batches in float64.
+            total = c.sum(1).to(torch.float64)
+            delta = sum(mlt.delta_out[kk] for mlt in mults).to(torch.float64)
+            if net.n_covar:
+                cc = sum(mlt.covar[kk] for mlt in mults) / len(mults)
+                total = total / len(mults) + cc.sum(1, dtype=torch.float64)
+                sums.cov_abs[j] += cc.abs().sum(0, dtype=torch.float64)
+                sums.cov_sum[j] += cc.sum(0, dtype=torch.float64)
+                if cmatrix is not None:
+                    cmatrix[j, rows] = cc.cpu().numpy()
+            else:
+                total = total / len(mults)
+            if len(mults) > 1:
+                c = c.div_(len(mults))
+            sums.max_err[j] = max(sums.max_err[j], float((total - delta / len(mults)).abs().max()))
+            cols = slice(None) if net.snp_idx is None else net.snp_idx
+            if matrix is not None:
+                if net.snp_idx is None:
+                    matrix[j, rows] = c.cpu().numpy()
+                else:
+                    matrix[j][np.ix_(rows, net.snp_idx.cpu().numpy())] = c.cpu().numpy()
+            sums.signed[j, cols] += c.sum(0).to(torch.float64)
+            sums.abs[j, cols] += c.abs_().sum(0).to(torch.float64)  # c is spent after this
+
+
+def _resolve_client(client, return_matrix: bool):
+    """The dask.distributed Client to score on, or None for this process."""
+    if client is None or client is False:
+        return None
+    if isinstance(client, str):
+        if client != "auto":
+            raise InputError(f"client must be None, 'auto' or a dask.distributed Client, got {client!r}")
+        from .qc import _distributed_client
+
+        # return_matrix needs the whole (members, samples, SNPs) array in this process
+        return None if return_matrix else _distributed_client()
+    if not (callable(getattr(client, "submit", None)) and callable(getattr(client, "scatter", None))):
+        raise InputError(f"client must be None, 'auto' or a dask.distributed Client, got {type(client).__name__}")
+    if return_matrix:
+        raise InputError("return_matrix=True runs in this process only (the contribution matrix is "
+                         "gathered whole): pass client=None, or drop return_matrix on a cluster")
+    return client
+
+
+@dataclass
+class _ScoringJob:
+    """What every block task needs, scattered to the workers once: ``genotypes`` (path-based;
+    narrowed to the ``used`` SNP columns when set), ``center`` float32 (its n_variants,): the
+    training centre of those columns, the stacked weights (``nets`` / ``runs``, CPU), the centred references
+    ``x0s``, and the settings. ``used``: full-table positions of the staged SNP columns, or
+    None for all; the block sums cover only those columns."""
+
+    genotypes: object
+    center: torch.Tensor | None
+    groups: dict
+    nets: dict
+    runs: dict
+    x0s: list
+    rule: str
+    tdtype: torch.dtype
+    n_snps: int
+    n_cov: int
+    used: np.ndarray | None
+    batch_size: int
+    max_stage_bytes: int | None
+    device: object
+
+
+@dataclass
+class _BlockSums:
+    """A block task's result: the :class:`_Sums` as numpy float64, over ``used`` columns."""
+
+    abs: np.ndarray
+    signed: np.ndarray
+    cov_abs: np.ndarray
+    cov_sum: np.ndarray
+    max_err: np.ndarray
+    n: int
+
+
+#: Block results added per task of the reduction tree.
+_FAN_IN = 8
+#: Topic of the per-block events logged on workers (``client.get_events(EVENT_TOPIC)``):
+#: samples scored, SNP columns staged and the device of each block task.
+EVENT_TOPIC = "gwaslift.deeplift"
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"users": 0, "saved": 1}
+
+
+@contextmanager
+def _torch_threads(n: int):
+    """Torch intra-op threads = ``n`` while block tasks run: a worker already runs one task
+    per thread (its cores), nested thread pools would oversubscribe them. Counted, so that
+    concurrent tasks of one threaded worker restore the setting only when the last ends."""
+    with _THREADS_LOCK:
+        if _THREADS_STATE["users"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+            torch.set_num_threads(n)
+        _THREADS_STATE["users"] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["users"] -= 1
+            if _THREADS_STATE["users"] == 0:
+                torch.set_num_threads(_THREADS_STATE["saved"])
+
+
+def _net_to(net: StackedMLP, dev) -> StackedMLP:
+    if net.w1.device == dev:
+        return net
+    from dataclasses import replace
+
+    moved = {f: None if getattr(net, f) is None else getattr(net, f).to(dev)
+             for f in ("w1", "b1", "wc", "w2", "b2", "w3", "b3", "snp_idx")}
+    return replace(net, **moved, _split={})
+
+
+def _stage_block(n_variants: int, n_positions: int, batch_size: int, max_stage_bytes) -> int:
+    """Samples per staging block, as :func:`gwaslift.deep.data.iter_batches` stages them, so a
+    block task makes the very batches of the in-process run."""
+    per_sample = max(1, (int(n_variants) + 3) // 4)
+    block = n_positions if max_stage_bytes is None else max(1, int(max_stage_bytes) // per_sample)
+    return max(batch_size, (block // batch_size) * batch_size)
+
+
+def _score_block(job: _ScoringJob, positions: np.ndarray, cov: np.ndarray | None) -> _BlockSums:
+    """Worker task: stage, decode and score ``positions`` (one staging block, in order) ->
+    per-member sums. ``cov`` (len(positions), C) float32 standardized covariates or None."""
+    from .deep.data import iter_batches
+    from .deep.train import resolve_device
+
+    with _torch_threads(1), torch.no_grad():
+        dev = resolve_device(job.device)
+        nets = {k: _net_to(v, dev) for k, v in job.nets.items()}
+        runs = {k: _net_to(v, dev) for k, v in job.runs.items()}
+        x0s = [x0.to(dev) for x0 in job.x0s]
+        cov_t = None if cov is None else torch.as_tensor(cov, device=dev)
+        sums = _Sums.zeros(sum(len(idx) for idx in job.groups.values()), job.n_snps, job.n_cov, dev)
+        bufs: dict = {}
+        for bpos, x in iter_batches(job.genotypes, positions, job.center.to(dev), job.batch_size, dev,
+                                    max_stage_bytes=job.max_stage_bytes):
+            cv = None if cov_t is None else cov_t[sums.n:sums.n + len(bpos)]
+            _accumulate(sums, x, cv, job.groups, nets, runs, x0s, job.rule, job.tdtype, bufs)
+        cols = slice(None) if job.used is None else torch.as_tensor(job.used, device=dev)
+        out = _BlockSums(sums.abs[:, cols].cpu().numpy(), sums.signed[:, cols].cpu().numpy(),
+                         sums.cov_abs.cpu().numpy(), sums.cov_sum.cpu().numpy(), sums.max_err, sums.n)
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(EVENT_TOPIC, {"samples": int(len(positions)),
+                                             "snp_columns": int(job.genotypes.n_variants), "device": str(dev)})
+    except (ImportError, ValueError):  # not inside a worker
+        pass
+    return out
+
+
+def _add_block_sums(*parts: _BlockSums) -> _BlockSums:
+    """A node of the reduction tree: the parts added left to right (a fixed order)."""
+    out = _BlockSums(parts[0].abs.copy(), parts[0].signed.copy(), parts[0].cov_abs.copy(),
+                     parts[0].cov_sum.copy(), parts[0].max_err.copy(), parts[0].n)
+    for p in parts[1:]:
+        out.abs += p.abs
+        out.signed += p.signed
+        out.cov_abs += p.cov_abs
+        out.cov_sum += p.cov_sum
+        out.max_err = np.maximum(out.max_err, p.max_err)
+        out.n += p.n
+    return out
+
+
+def _score_on_client(client, fit, genotypes, pos: np.ndarray, covariates, job: _ScoringJob,
+                     progress) -> _Sums:
+    """Score ``pos`` as one task per staging block on ``client``; the block sums are added
+    in a fixed tree of ``_FAN_IN``-way tasks, then spread back to all SNP columns."""
+    from dataclasses import replace
+
+    from distributed import as_completed
+
+    from .deep.data import _fit_inputs
+
+    # the inputs exactly as iter_fit_batches(_snps) builds them in this process
+    _, _, cov_t, center = _fit_inputs(fit, genotypes, pos, covariates, "cpu")
+    g = genotypes
+    if job.used is not None:
+        g = genotypes.subset(variants=job.used)
+        center = center[torch.as_tensor(job.used)]
+    job = replace(job, genotypes=g, center=center)
+    cov = None if cov_t is None else cov_t.numpy()
+    block = _stage_block(g.n_variants, len(pos), job.batch_size, job.max_stage_bytes)
+    shared = client.scatter(job, hash=False)
+    leaves = [client.submit(_score_block, shared, pos[s:s + block], None if cov is None else cov[pos[s:s + block]],
+                            pure=False)
+              for s in range(0, len(pos), block)]
+    n_blocks = len(leaves)
+    parts = leaves
+    while len(parts) > 1:
+        parts = [client.submit(_add_block_sums, *parts[i:i + _FAN_IN], pure=False)
+                 for i in range(0, len(parts), _FAN_IN)]
+    root = parts[0]
+    done = as_completed(leaves, loop=client.loop)  # the client need not be the default one
+    del leaves, parts  # the tree holds the leaves only until their parent has run
+    for _ in progress_bar(done, total=n_blocks, desc="deeplift", progress=progress):
+        pass
+    part = root.result()
+    del root, shared
+    k = len(part.max_err)
+    sums = _Sums.zeros(k, job.n_snps, job.n_cov, "cpu")
+    cols = slice(None) if job.used is None else torch.as_tensor(job.used)
+    sums.abs[:, cols] = torch.from_numpy(part.abs)
+    sums.signed[:, cols] = torch.from_numpy(part.signed)
+    sums.cov_abs[:] = torch.from_numpy(part.cov_abs)
+    sums.cov_sum[:] = torch.from_numpy(part.cov_sum)
+    sums.max_err = part.max_err
+    sums.n = part.n
+    return sums
+
+
 def deeplift(fit, genotypes, samples="validation", reference="mean", rule: str = "rescale",
              members=None, covariates=None, batch_size: int | None = None, top_k: int = 10,
              return_matrix: bool = False, dtype: str = "float32", device: str = "auto",
              null: "NullScores | DecoyScores | None" = None, alpha: float = 0.05, normalize: str = "share",
-             max_stage_bytes: int | None = 2**28, progress: bool | None = None) -> DeepLiftResult:
+             max_stage_bytes: int | None = 2**28, progress: bool | None = None,
+             client=None) -> DeepLiftResult:
     """DeepLIFT contributions of every SNP to the output logit, aggregated per SNP.
 
     Parameters
@@ -532,6 +797,21 @@ def deeplift(fit, genotypes, samples="validation", reference="mean", rule: str =
         ``normalize``).
     max_stage_bytes : packed genotype bytes staged at a time (each staged block is one pass
         over the .bed); bounds memory independently of the number of samples.
+    client : None (default: score in this process, on ``device``), ``"auto"`` (the default
+        ``dask.distributed`` Client when one is active, as QC, PCA and the linear GWAS use
+        it, else this process), or a ``distributed.Client``. On a client the scored samples
+        are split into blocks of ``max_stage_bytes`` of packed bytes (the staging blocks of
+        the in-process run); one task per block opens the .bed by path, stages and scores
+        its samples on the worker (``device`` is resolved there; one torch thread per task)
+        and returns per-member sums (K x SNPs float64), which are added in a fixed tree, so
+        the result does not depend on which task finishes first. Shipped: the genotypes
+        object (path-based; the .bed is read by each worker, so workers must share the
+        filesystem), the stacked member weights, the centre, the references and each
+        block's positions and standardized covariates -- never genotype data. Results equal
+        the in-process run up to the order of the float64 sums. ``return_matrix=True``
+        always runs in this process (``"auto"`` falls back to it; an explicit Client raises
+        InputError). Not the default because the in-process run may use a GPU that a
+        Client's workers lack.
 
     Returns
     -------
@@ -549,6 +829,7 @@ def deeplift(fit, genotypes, samples="validation", reference="mean", rule: str =
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     tdtype = torch.float32 if dtype == "float32" else torch.float64
+    device_request = device  # workers resolve it themselves
     device = resolve_device(device)  # "auto" -> CUDA when present, else CPU
     n_snps = len(fit.variants)
     check_variants(fit.variants, genotypes)
@@ -560,88 +841,62 @@ def deeplift(fit, genotypes, samples="validation", reference="mean", rule: str =
     n_covar = {mod.n_covar for mod in models}
     if max(n_covar) > 0 and covariates is None:
         raise InputError("the fitted members use covariates: pass the covariates used at training")
+    cluster = _resolve_client(client, return_matrix)
+    # stacked weights are built on the CPU when they are shipped to workers
+    home = torch.device("cpu") if cluster is not None else device
 
     # members of one shape share each decoded batch (one stacked first-layer product)
     groups: dict[tuple, list[int]] = {}
     for j, mod in enumerate(models):
         groups.setdefault((mod.n_snps, tuple(mod.hidden), mod.n_covar), []).append(j)
-    nets = {key: stack_members([models[j] for j in idx], dtype=tdtype, device=device)
+    nets = {key: stack_members([models[j] for j in idx], dtype=tdtype, device=home)
             for key, idx in groups.items()}
-    x0s = [torch.as_tensor(r, dtype=tdtype, device=device) for r in refs]
+    x0s = [torch.as_tensor(r, dtype=tdtype, device=home) for r in refs]
 
     k_all, n = len(models), len(pos)
     n_cov = max(n_covar)
-    sum_abs = torch.zeros(k_all, n_snps, dtype=torch.float64, device=device)
-    sum_c = torch.zeros_like(sum_abs)
-    cov_abs = torch.zeros(k_all, n_cov, dtype=torch.float64, device=device)
-    cov_sum = torch.zeros_like(cov_abs)
-    max_err = np.zeros(k_all)
     matrix = np.zeros((k_all, n, n_snps), np.float32) if return_matrix else None
     cmatrix = np.zeros((k_all, n, n_cov), np.float32) if (return_matrix and n_cov) else None
     order = np.argsort(pos, kind="stable")
-    seen = 0
-    bufs: dict = {}  # one reused (b, M_a) contribution buffer per group: fresh pages cost more than the math
 
     # When every stacked group uses only some SNP columns (L1 fits), read, stage and decode
     # just those SNPs: the others' contributions are exactly 0 whatever their genotypes.
     # ``runs`` are the nets as the kernels see such a batch: their snp_idx point into it.
-    runs = nets
+    runs, used = nets, None
     if nets and all(net.snp_idx is not None for net in nets.values()):
-        used = torch.unique(torch.cat([net.snp_idx for net in nets.values()]))  # sorted
-        if len(used) < DECODE_COLUMNS_BELOW * n_snps:
+        cand = torch.unique(torch.cat([net.snp_idx for net in nets.values()]))  # sorted
+        if len(cand) < DECODE_COLUMNS_BELOW * n_snps:
             from dataclasses import replace
 
+            used = cand
             runs = {key: replace(net, snp_idx=torch.searchsorted(used, net.snp_idx)) for key, net in nets.items()}
             x0s = [x0[used] for x0 in x0s]
+    if cluster is not None:
+        sums = _score_on_client(cluster, fit, genotypes, pos, covariates, _ScoringJob(
+            genotypes=None, center=None, groups=groups, nets=nets, runs=runs, x0s=x0s, rule=rule,
+            tdtype=tdtype, n_snps=n_snps, n_cov=n_cov, used=None if used is None else used.numpy(),
+            batch_size=int(batch_size), max_stage_bytes=max_stage_bytes, device=device_request),
+            progress)
+    else:
+        sums = _Sums.zeros(k_all, n_snps, n_cov, device)
+        if used is not None:
             batches = iter_fit_batches_snps(fit, genotypes, pos, used.cpu().numpy(), covariates=covariates,
                                             batch_size=int(batch_size), device=device,
                                             max_stage_bytes=max_stage_bytes)
-    if runs is nets:
-        batches = iter_fit_batches(fit, genotypes, pos, covariates=covariates,
-                                   batch_size=int(batch_size), device=device,
-                                   max_stage_bytes=max_stage_bytes)
-    n_batches = -(-n // int(batch_size))
-    with torch.no_grad():
-        for bpos, x, cv in progress_bar(batches, total=n_batches, desc="deeplift", progress=progress):
-            bpos = np.asarray(bpos, dtype=np.int64)
-            rows = order[np.searchsorted(pos[order], bpos)]
-            seen += len(bpos)
-            x = x.to(tdtype)
-            cv = None if cv is None else cv.to(tdtype)
-            for key, idx in groups.items():
-                net = nets[key]
-                cvk = cv if net.n_covar else None
-                mults = [deeplift_batch(runs[key], x, x0, cvk, rule=rule) for x0 in x0s]
-                for kk, j in enumerate(idx):
-                    c = snp_contributions(net, mults[0], kk, out=_buffer(bufs, key, mults[0].dx))
-                    for mlt in mults[1:]:
-                        c += snp_contributions(net, mlt, kk)
-                    # Sums in the working dtype per batch (a float64-casting reduction is ~20x
-                    # slower on CPU), accumulated across batches in float64.
-                    total = c.sum(1).to(torch.float64)
-                    delta = sum(mlt.delta_out[kk] for mlt in mults).to(torch.float64)
-                    if net.n_covar:
-                        cc = sum(mlt.covar[kk] for mlt in mults) / len(mults)
-                        total = total / len(mults) + cc.sum(1, dtype=torch.float64)
-                        cov_abs[j] += cc.abs().sum(0, dtype=torch.float64)
-                        cov_sum[j] += cc.sum(0, dtype=torch.float64)
-                        if cmatrix is not None:
-                            cmatrix[j, rows] = cc.cpu().numpy()
-                    else:
-                        total = total / len(mults)
-                    if len(mults) > 1:
-                        c = c.div_(len(mults))
-                    max_err[j] = max(max_err[j], float((total - delta / len(mults)).abs().max()))
-                    cols = slice(None) if net.snp_idx is None else net.snp_idx
-                    if matrix is not None:
-                        if net.snp_idx is None:
-                            matrix[j, rows] = c.cpu().numpy()
-                        else:
-                            matrix[j][np.ix_(rows, net.snp_idx.cpu().numpy())] = c.cpu().numpy()
-                    sum_c[j, cols] += c.sum(0).to(torch.float64)
-                    sum_abs[j, cols] += c.abs_().sum(0).to(torch.float64)  # c is spent after this
-    if seen != n:
-        raise RuntimeError(f"iter_fit_batches yielded {seen} samples, expected {n}")
+        else:
+            batches = iter_fit_batches(fit, genotypes, pos, covariates=covariates,
+                                       batch_size=int(batch_size), device=device,
+                                       max_stage_bytes=max_stage_bytes)
+        n_batches = -(-n // int(batch_size))
+        bufs: dict = {}  # one reused (b, M_a) contribution buffer per group: fresh pages cost more than the math
+        with torch.no_grad():
+            for bpos, x, cv in progress_bar(batches, total=n_batches, desc="deeplift", progress=progress):
+                bpos = np.asarray(bpos, dtype=np.int64)
+                rows = order[np.searchsorted(pos[order], bpos)]
+                _accumulate(sums, x, cv, groups, nets, runs, x0s, rule, tdtype, bufs, rows, matrix, cmatrix)
+    if sums.n != n:
+        raise RuntimeError(f"iter_fit_batches yielded {sums.n} samples, expected {n}")
+    sum_abs, sum_c, cov_abs, cov_sum, max_err = sums.abs, sums.signed, sums.cov_abs, sums.cov_sum, sums.max_err
 
     mean_abs = (sum_abs / n).cpu().numpy()
     mean_c = (sum_c / n).cpu().numpy()
@@ -716,7 +971,7 @@ def permute_within(phenotype, positions: np.ndarray, seed) -> np.ndarray | pd.Se
 def attribution_null(genotypes, phenotype, fit, n_null: int = 20, seeds=None, seed: int = 0,
                      samples="validation", reference="mean", rule: str = "rescale",
                      covariates=None, batch_size: int | None = None, dtype: str = "float32",
-                     device: str = "auto", progress: bool | None = None,
+                     device: str = "auto", progress: bool | None = None, client=None,
                      **refit_kwargs) -> NullScores:
     """Null distribution of the aggregated DeepLIFT score by phenotype permutation.
 
@@ -752,7 +1007,7 @@ def attribution_null(genotypes, phenotype, fit, n_null: int = 20, seeds=None, se
         new = list(range(len(fit.members), len(nfit.members)))
         res = deeplift(nfit, genotypes, samples=samples, reference=reference, rule=rule,
                        members=new, covariates=covariates, batch_size=batch_size,
-                       dtype=dtype, device=device, progress=False)
+                       dtype=dtype, device=device, progress=False, client=client)
         sc = res.scores["deeplift_mean_abs"].to_numpy()
         rows.append(sc)
         maxima.append(sc.max())
@@ -847,7 +1102,7 @@ class DecoyScores:
 def attribution_decoys(genotypes, phenotype, fit, n_decoys: int | None = None, seeds=None, seed: int = 0,
                        samples="validation", reference="mean", rule: str = "rescale", covariates=None,
                        batch_size: int | None = None, dtype: str = "float32", device: str = "auto",
-                       progress: bool | None = None, **refit_kwargs) -> DecoyScores:
+                       progress: bool | None = None, client=None, **refit_kwargs) -> DecoyScores:
     """Per-SNP null from decoy SNPs trained alongside the real ones (:mod:`gwaslift.decoys`).
 
     The *selected* configuration is re-fitted on ``with_decoys(genotypes, n_decoys, seed)``
@@ -862,7 +1117,8 @@ def attribution_decoys(genotypes, phenotype, fit, n_decoys: int | None = None, s
     covariates or the other SNPs. Unlike permuted-phenotype fits it is measured in the very
     networks that carry the real signal, so the scale of the scores is shared. Cost: one
     refit of ``len(seeds)`` members with ``n_snps + n_decoys`` inputs (default n_decoys =
-    n_snps: twice the inputs) and one DeepLIFT pass over them.
+    n_snps: twice the inputs) and one DeepLIFT pass over them (on ``client`` when given, as in
+    :func:`deeplift`).
     """
     from dataclasses import replace
 
@@ -891,7 +1147,7 @@ def attribution_decoys(genotypes, phenotype, fit, n_decoys: int | None = None, s
                  device=device, progress=progress, **refit_kwargs)
     res = deeplift(dfit, gd, samples=samples, reference=reference, rule=rule,
                    members=list(range(len(dfit.members))), covariates=covariates, batch_size=batch_size,
-                   dtype=dtype, device=device, progress=progress)
+                   dtype=dtype, device=device, progress=progress, client=client)
     sc = res.scores["deeplift_mean_abs"].to_numpy()
     tab = dfit.metrics_table()
     keep = [c for c in ("seed", "val_loglik", "val_loglik_constant", "epochs", "n_nonzero_snps") if c in tab]

@@ -456,19 +456,22 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
     from .deep.train import resolve_device
 
     device = str(resolve_device(cfg["device"]))
+    # QC, PCA and the GWAS run on the default dask.distributed Client when there is one; the
+    # DeepLIFT passes follow it on CPU (on a GPU they stay in this process, on the device)
+    client = "auto" if device == "cpu" else None
     null = None
     if cfg["null"] == "decoys":
         null = attribution_decoys(gq, y, fit, n_decoys=cfg["n_decoys"], seed=cfg["seed"], samples=cfg["samples"],
                                   reference=cfg["reference"], rule=cfg["rule"], covariates=deep_cov,
-                                  device=device, progress=progress)
+                                  device=device, progress=progress, client=client)
     elif cfg["null"] == "permutation" and int(cfg["n_null"]) > 0:
         null = attribution_null(gq, y, fit, n_null=int(cfg["n_null"]), seed=cfg["seed"], samples=cfg["samples"],
                                 reference=cfg["reference"], rule=cfg["rule"], covariates=deep_cov,
-                                device=device, progress=progress)
+                                device=device, progress=progress, client=client)
     res = deeplift(fit, gq, samples=cfg["samples"], reference=cfg["reference"], rule=cfg["rule"],
                    covariates=deep_cov, top_k=cfg["top_k"], null=null, alpha=cfg["alpha"],
                    normalize=cfg["null_normalize"],
-                   device=device, progress=progress)
+                   device=device, progress=progress, client=client)
     scores = res.scores
     table = join_tables(sumstats, scores)
 

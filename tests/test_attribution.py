@@ -542,3 +542,174 @@ def test_null_pvalues_uniform_under_global_null(sim):
     p = null_calibrate(res, null).scores["deeplift_p"].to_numpy()
     assert stats.kstest(p, "uniform").pvalue > 0.01
     assert 0.3 < p.mean() < 0.7
+
+
+# ----------------------------------------------------------------------------- dask.distributed
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """2 worker processes x 1 thread; the client is not made the default (others in this
+    module must not run on it)."""
+    import distributed
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lc = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = distributed.Client(lc, set_as_default=False)
+    try:
+        yield lc, client
+    finally:
+        client.close()
+        lc.close()
+
+
+@pytest.fixture(scope="module")
+def trained(geno):
+    """Two tiny fits on the dummy fileset (203 x 120, 5% missing) with 2 covariates: L1 = 1
+    (nearly every SNP column in use: the full decode) and L1 = 10 (a few columns: the
+    sparse-column decode)."""
+    from gwaslift.deep import train
+
+    dos = geno.dosage.compute()
+    x = np.nan_to_num(dos - np.nanmean(dos, 0))
+    rng = np.random.default_rng(0)
+    cov = rng.normal(size=(geno.n_samples, 2))
+    y = x[:, [3, 40, 77]] @ np.array([1.0, -1.0, 0.8]) + 0.5 * cov[:, 0] + 0.7 * rng.normal(size=geno.n_samples)
+    kw = dict(hidden=[(4, 8)], seeds=[0, 1], covariates=cov, epochs=15, patience=4, batch_size=64, lr=0.01,
+              device="cpu", progress=False)
+    return train(geno, y, l1=[1.0], **kw), train(geno, y, l1=[10.0], **kw), y, cov
+
+
+def _events_after(client, n_before, n_new, timeout=10.0):
+    """The block-task events logged after the first ``n_before`` (waits for ``n_new``: a
+    worker's event travels apart from its task result)."""
+    import time
+
+    from gwaslift.attribution import EVENT_TOPIC
+
+    t0 = time.monotonic()
+    while True:
+        ev = [e for _, e in client.get_events(EVENT_TOPIC)][n_before:]
+        if len(ev) >= n_new or time.monotonic() - t0 > timeout:
+            return ev
+
+
+def _n_events(client):
+    from gwaslift.attribution import EVENT_TOPIC
+
+    return len(client.get_events(EVENT_TOPIC))
+
+
+def _assert_same_result(local, remote):
+    """Equal up to the order of the float64 sums (rtol 1e-12; the signed mean, which may be
+    near 0 by cancellation, to 1e-12 of the largest score)."""
+    scale = float(local.scores["deeplift_mean_abs"].max())
+    assert scale > 0
+    np.testing.assert_allclose(remote.member_mean_abs, local.member_mean_abs, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(remote.member_mean, local.member_mean, rtol=1e-12, atol=1e-12 * scale)
+    pd.testing.assert_frame_equal(remote.scores, local.scores, check_exact=False, rtol=1e-12, atol=1e-12 * scale)
+    if local.covariates is not None:
+        pd.testing.assert_frame_equal(remote.covariates, local.covariates, check_exact=False, rtol=1e-12,
+                                      atol=1e-12 * float(local.covariates["deeplift_mean_abs"].max()))
+    cols = [c for c in local.members.columns if c != "max_delta_error"]
+    pd.testing.assert_frame_equal(remote.members[cols], local.members[cols])
+    assert remote.max_delta_error <= 1e-10 and local.max_delta_error <= 1e-10
+    assert np.array_equal(remote.samples, local.samples)
+
+
+def test_genotypes_pickle_for_workers(geno):
+    """Block tasks carry the Genotypes object (path-based), plain or with decoys."""
+    import pickle
+
+    from gwaslift.decoys import with_decoys
+
+    for g in (geno.subset(samples=np.arange(0, 203, 2)), with_decoys(geno, 60, seed=1)):
+        back = pickle.loads(pickle.dumps(g))
+        assert len(pickle.dumps(g)) < 100_000  # tables and a path, no genotype bytes
+        assert back.n_variants == g.n_variants and np.array_equal(back.sample_idx, g.sample_idx)
+        assert np.array_equal(back.read_packed(0, back.n_variants), g.read_packed(0, g.n_variants))
+
+
+@pytest.mark.parametrize("rule", ["rescale", "revealcancel"])
+def test_deeplift_on_cluster_equals_in_process(geno, trained, cluster, rule):
+    """13 blocks of 16 samples (2 batches each; a two-level reduction tree) on 2 worker
+    processes equal one in-process pass (one block, one batch)."""
+    fit, _, _, cov = trained
+    _, client = cluster
+    assert fit.members[0].model.snp_linear.weight.detach().ne(0).any(0).sum() > 60  # full decode
+    kw = dict(samples="all", covariates=cov, rule=rule, dtype="float64", progress=False)
+    local = deeplift(fit, geno, **kw)
+    n0 = _n_events(client)
+    remote = deeplift(fit, geno, client=client, batch_size=8, max_stage_bytes=16 * 30, **kw)
+    ev = _events_after(client, n0, 13)
+    assert len(ev) == 13 and sum(e["samples"] for e in ev) == geno.n_samples
+    assert {e["snp_columns"] for e in ev} == {120}
+    assert len({e["worker"] for e in ev}) == 2  # both worker processes scored blocks
+    _assert_same_result(local, remote)
+
+
+def test_sparse_fit_on_cluster_stages_only_used_columns(geno, trained, cluster):
+    """An L1 fit using a few SNP columns: the block tasks read, stage and decode only those
+    (iter_fit_batches_snps' path) and the result equals the in-process run."""
+    _, fit, _, cov = trained
+    _, client = cluster
+    used = np.flatnonzero(np.any([m.model.snp_linear.weight.detach().ne(0).any(0).numpy() for m in fit.members], 0))
+    assert 0 < len(used) < 60  # below DECODE_COLUMNS_BELOW: the sparse path
+    kw = dict(samples="all", covariates=cov, dtype="float64", progress=False)
+    local = deeplift(fit, geno, **kw)
+    n0 = _n_events(client)
+    remote = deeplift(fit, geno, client=client, batch_size=5, max_stage_bytes=20, **kw)  # 2 batches a block
+    block = max(5, 20 // ((len(used) + 3) // 4) // 5 * 5)  # samples whose packed used columns fit 20 bytes
+    n_blocks = -(-geno.n_samples // block)
+    ev = _events_after(client, n0, n_blocks)
+    assert n_blocks > 8 and len(ev) == n_blocks and {e["snp_columns"] for e in ev} == {len(used)}
+    _assert_same_result(local, remote)
+    unused = np.setdiff1d(np.arange(120), used)
+    assert (remote.member_mean_abs[:, unused] == 0).all() and (remote.member_mean_abs[:, used] > 0).any()
+
+
+def test_decoy_genotypes_on_cluster(geno, trained, cluster):
+    """Decoy columns (DecoySource, built on read from the permuted real rows) score on the
+    workers as in this process."""
+    from gwaslift.decoys import with_decoys
+    from gwaslift.deep import train
+
+    _, _, y, cov = trained
+    _, client = cluster
+    gd = with_decoys(geno, 60, seed=1)
+    fit = train(gd, y, hidden=[(4, 8)], l1=[1.0], seeds=[0], covariates=cov, epochs=10, patience=4,
+                batch_size=64, lr=0.01, device="cpu", progress=False)
+    kw = dict(samples="validation", covariates=cov, reference="zero", dtype="float64", progress=False)
+    local = deeplift(fit, gd, **kw)
+    n0 = _n_events(client)
+    remote = deeplift(fit, gd, client=client, batch_size=4, max_stage_bytes=8 * 45, **kw)  # 2 batches a block
+    n_blocks = -(-len(local.samples) // 8)
+    ev = _events_after(client, n0, n_blocks)
+    assert len(ev) == n_blocks and {e["snp_columns"] for e in ev} == {180}
+    _assert_same_result(local, remote)
+    assert (remote.member_mean_abs[:, 120:] > 0).any()  # the decoys were scored, not skipped
+
+
+def test_client_argument(geno, trained, cluster):
+    import distributed
+
+    fit, _, _, cov = trained
+    lc, client = cluster
+    kw = dict(samples="validation", covariates=cov, dtype="float64", progress=False)
+    with pytest.raises(InputError, match="return_matrix"):
+        deeplift(fit, geno, client=client, return_matrix=True, **kw)
+    with pytest.raises(InputError, match="client"):
+        deeplift(fit, geno, client="cluster", **kw)
+    local = deeplift(fit, geno, return_matrix=True, **kw)
+    n0 = _n_events(client)
+    assert deeplift(fit, geno, client="auto", **kw).scores.equals(local.scores)  # no default client: here
+    with distributed.Client(lc) as default:  # the default client, as QC / PCA / GWAS use it
+        auto = deeplift(fit, geno, client="auto", batch_size=8, max_stage_bytes=480, **kw)
+        n_blocks = -(-len(local.samples) // 16)
+        assert len(_events_after(default, n0, n_blocks)) == n_blocks
+        _assert_same_result(local, auto)
+        # return_matrix needs the whole matrix here: "auto" falls back to this process
+        mat = deeplift(fit, geno, client="auto", return_matrix=True, **kw)
+        assert np.array_equal(mat.matrix, local.matrix)
+        assert len(_events_after(default, n0, n_blocks + 1, timeout=0.5)) == n_blocks
