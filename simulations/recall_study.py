@@ -209,6 +209,28 @@ class Dataset:
         log.did(f"{self.root.name}/{path.name}", time.time() - t)
         return out
 
+    def pcs(self, n_pcs: int, log: Log) -> pd.DataFrame:
+        """The first ``n_pcs`` principal components (``PC1..``), one row per sample (cached)."""
+        import gwaslift
+
+        path = self.root / f"pcs{n_pcs}.tsv"
+        if path.exists():
+            log.hit(f"{self.root.name}/{path.name}")
+            return pd.read_csv(path, sep="\t")
+        t = time.time()
+        g, _ = self.load()
+        out = gwaslift.pca(g, k=n_pcs).filter(like="PC").reset_index(drop=True)
+        _write_tsv(path, out)
+        log.did(f"{self.root.name}/{path.name}", time.time() - t)
+        return out
+
+    def _deep_inputs(self, train_opts: dict, log: Log) -> tuple[dict, pd.DataFrame | None]:
+        """``train_opts`` without ``deep_pcs``, and the PCs the network takes as unpenalized
+        covariates (None for the paper's network, which has none)."""
+        opts = dict(train_opts)
+        n_pcs = int(opts.pop("deep_pcs", 0))
+        return opts, (self.pcs(n_pcs, log) if n_pcs else None)
+
     # ---------------------------------------------------------------- deep grid
     def grid(self, train_opts: dict, grid: dict, grid_seeds, log: Log) -> pd.DataFrame:
         """Validation metrics of every (configuration, grid seed); also saves the fit's
@@ -223,9 +245,10 @@ class Dataset:
             return pd.read_csv(path, sep="\t")
         t = time.time()
         g, y = self.load()
+        opts, cov = self._deep_inputs(train_opts, log)
         ckpt = self.root / f"grid-{key}-ckpt"
         fit = deep.train(g, y, hidden=[tuple(h) for h in grid["hidden"]], l1=grid["l1"], seeds=list(grid_seeds),
-                         checkpoint_dir=ckpt, progress=False, device="auto", **train_opts)
+                         covariates=cov, checkpoint_dir=ckpt, progress=False, device="auto", **opts)
         tab = fit.metrics_table()
         tab = tab[[c for c in tab.columns if np.ndim(tab[c].iloc[0]) == 0]]
         if skeleton.exists():
@@ -252,12 +275,13 @@ class Dataset:
             return pd.read_csv(path, sep="\t")
         t = time.time()
         g, y = self.load()
+        _, cov = self._deep_inputs(train_opts, log)
         skeleton = deep.load_fit(self.root / f"grid-{gkey}-fit")
         cfg = {"hidden": tuple(config["hidden"]), "l1": float(config["l1"]), "lr": float(config["lr"])}
         ckpt = self.root / f"deeplift-{key}-ckpt"
-        fit = deep.refit(g, y, skeleton, seeds=list(refit_seeds), config=cfg, checkpoint_dir=ckpt,
+        fit = deep.refit(g, y, skeleton, seeds=list(refit_seeds), config=cfg, covariates=cov, checkpoint_dir=ckpt,
                          progress=False, device="auto")
-        res = gwaslift.deeplift(fit, g, samples=samples, members="refit", progress=False)
+        res = gwaslift.deeplift(fit, g, samples=samples, members="refit", covariates=cov, progress=False)
         out = pd.DataFrame({"snp": res.scores["snp"], "score": res.scores["deeplift_mean_abs"]})
         for s, row in zip(refit_seeds, res.member_mean_abs):
             out[f"seed{int(s)}"] = row
@@ -279,6 +303,8 @@ def train_options(cfg: dict) -> dict:
     # only when used: the cache keys of runs without a warm-up stay as they were
     if int(cfg.get("l1_warmup", 0)):
         opts["l1_warmup"] = int(cfg["l1_warmup"])
+    if int(cfg.get("deep_pcs", 0)):  # PCs as unpenalized network inputs (not the paper's model)
+        opts["deep_pcs"] = int(cfg["deep_pcs"])
     return opts
 
 
@@ -384,7 +410,9 @@ def write_results(path: Path, cfg: dict, paper_cfg: dict, per: pd.DataFrame, sel
           f"L1 {grid['l1']}, grid seeds {cfg['grid_seeds']}, refit seeds {cfg['refit_seeds']}",
           f"- training: epochs {cfg['epochs']}, patience {cfg['patience']}, batch {cfg['batch_size']}, "
           f"lr {cfg['lr']}, split 50/25/25 (split seed {cfg['split_seed']}), proximal L1"
-          + (f" with a {cfg['l1_warmup']}-epoch warm-up" if int(cfg.get("l1_warmup", 0)) else ""),
+          + (f" with a {cfg['l1_warmup']}-epoch warm-up" if int(cfg.get("l1_warmup", 0)) else "")
+          + (f"; the network also takes {cfg['deep_pcs']} PCs as unpenalized inputs"
+             if int(cfg.get("deep_pcs", 0)) else ""),
           f"- DeepLIFT: Rescale, training-mean reference, {cfg['deeplift_samples']} samples; top "
           f"{cfg['top_k']} called causal; linear GWAS with {cfg['n_pcs']} PCs",
           f"- machine: {platform.node() or 'unknown'}, {platform.processor() or platform.machine()}, "
@@ -494,6 +522,7 @@ def parse_args(argv=None):
     p.add_argument("--patience", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--l1-warmup", type=int, help="epochs of L1 warm-up (gwaslift.deep.train l1_warmup; 0 = none)")
+    p.add_argument("--deep-pcs", type=int, help="PCs fed to the network as unpenalized inputs (0 = none, the paper)")
     p.add_argument("--cache", default=str(HERE / "cache"))
     p.add_argument("--out", default=str(HERE / "RESULTS.md"))
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -507,7 +536,7 @@ def config_from_args(args) -> tuple[dict, dict]:
     for flag, key in (("n_samples", "n_samples"), ("n_snps", "n_snps"), ("n_causal", "n_causal"), ("a", "a"),
                       ("seeds", "seeds"), ("traits", "traits"), ("grid", "grid"), ("grid_seeds", "grid_seeds"),
                       ("refit_seeds", "refit_seeds"), ("epochs", "epochs"), ("patience", "patience"), ("lr", "lr"),
-                      ("l1_warmup", "l1_warmup")):
+                      ("l1_warmup", "l1_warmup"), ("deep_pcs", "deep_pcs")):
         v = getattr(args, flag)
         if v is not None:
             cfg[key] = v
