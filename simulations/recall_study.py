@@ -197,29 +197,29 @@ class Dataset:
         import gwaslift
 
         path = self.root / (f"linear_pcs{n_pcs}.tsv" if n_pcs else "linear.tsv")
-        if path.exists():
-            log.hit(f"{self.root.name}/{path.name}")
-            return pd.read_csv(path, sep="\t")
-        t = time.time()
-        g, y = self.load()
-        cov = gwaslift.pca(g, k=n_pcs).filter(like="PC") if n_pcs else None
-        ss = gwaslift.linear_gwas(g, y, cov)
-        out = pd.DataFrame({"snp": ss["snp"], "score": ss["log10_p"]})
-        _write_tsv(path, out)
-        log.did(f"{self.root.name}/{path.name}", time.time() - t)
-        return out
+
+        def compute():
+            g, y = self.load()
+            ss = gwaslift.linear_gwas(g, y, self.pcs(n_pcs, log) if n_pcs else None)
+            return pd.DataFrame({"snp": ss["snp"], "score": ss["log10_p"]})
+
+        return self._cached_tsv(path, compute, log)
 
     def pcs(self, n_pcs: int, log: Log) -> pd.DataFrame:
         """The first ``n_pcs`` principal components (``PC1..``), one row per sample (cached)."""
         import gwaslift
 
         path = self.root / f"pcs{n_pcs}.tsv"
+        return self._cached_tsv(path, lambda: gwaslift.pca(self.load()[0], k=n_pcs).filter(like="PC")
+                                .reset_index(drop=True), log)
+
+    def _cached_tsv(self, path: Path, compute, log: Log) -> pd.DataFrame:
+        """The table at ``path`` if a run already wrote it, else ``compute()`` written there."""
         if path.exists():
             log.hit(f"{self.root.name}/{path.name}")
             return pd.read_csv(path, sep="\t")
         t = time.time()
-        g, _ = self.load()
-        out = gwaslift.pca(g, k=n_pcs).filter(like="PC").reset_index(drop=True)
+        out = compute()
         _write_tsv(path, out)
         log.did(f"{self.root.name}/{path.name}", time.time() - t)
         return out

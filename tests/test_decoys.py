@@ -136,15 +136,9 @@ def test_decoy_null_is_calibrated_under_real_signal(tmp_path):
     p-values (the permuted-phenotype null fails here), the causal ones must."""
     from gwaslift.deep import train
 
-    rng = np.random.default_rng(5)
     n, m = 1200, 400
-    dos = rng.binomial(2, rng.uniform(0.1, 0.5, m), size=(n, m)).astype(np.float32)
-    samples = pd.DataFrame({"fid": [f"f{i}" for i in range(n)], "iid": [f"i{i}" for i in range(n)],
-                            "father": "0", "mother": "0", "sex": 0, "trait": -9})
-    variants = pd.DataFrame({"chrom": "1", "snp": [f"rs{j}" for j in range(m)], "cm": 0.0,
-                             "pos": np.arange(1, m + 1) * 100, "a1": "A", "a2": "C"})
-    write_plink(tmp_path / "s", dos, samples, variants)
-    g = read_plink(tmp_path / "s")
+    g, dos = _fileset(tmp_path, n=n, m=m, seed=5, missing=0.0)
+    rng = np.random.default_rng(5)
     causal = rng.choice(m, 6, replace=False)
     x = dos[:, causal] - dos[:, causal].mean(0)
     y = x @ rng.choice([-1.0, 1.0], 6) * 0.5 + rng.normal(size=n)
