@@ -155,3 +155,15 @@ def test_decoy_null_is_calibrated_under_real_signal(tmp_path):
     assert not sc["deeplift_fwer"].to_numpy()[~is_causal].any()
     assert sc["deeplift_fdr"].to_numpy()[is_causal].sum() >= 3
     assert "deeplift_decoy_fit" in sc and sc.snp.tolist() == g.variants.snp.tolist()
+
+
+def test_decoys_of_a_variant_subset(tmp_path):
+    """After QC the genotypes are a subset of the file's variants: decoys come from those only."""
+    g, dos = _fileset(tmp_path)
+    keep = np.array([1, 4, 5, 9, 17, 30, 31, 39])
+    gd = with_decoys(g.subset(variants=keep), seed=2)
+    assert set(gd.source.decoy_of) == set(keep) and gd.n_variants == 16
+    got = gd.dosage.compute()
+    exp, m = _expected_decoys(gd, dos)
+    np.testing.assert_array_equal(got[:, :m], dos[:, keep])
+    np.testing.assert_array_equal(got[:, m:], exp)
