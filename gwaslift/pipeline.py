@@ -360,9 +360,10 @@ def _null_lines(analysis) -> list[str]:
             "exchangeable with the null fits; scores are compared as shares of each fit's total "
             "(`null_normalize`), which is conservative when real signal is present. The per-SNP "
             "`deeplift_p`/`deeplift_q` pool the null scores of all SNPs: trust them under the global "
-            "null only -- with real signal the null networks lose almost every SNP to the L1 penalty "
-            "while the observed network keeps some SNPs without effect alive, so their p-values come "
-            "out too small (`null=\"decoys\"` does not have this problem). Read them as ranks.",
+            "null only -- with real signal and a strong L1 penalty the null networks lose almost every "
+            "SNP while the observed network keeps some SNPs without effect alive, so their p-values "
+            "can come out too small (`null=\"decoys\"` compares within the same networks). Read them "
+            "as ranks.",
         ]
     return ["- no significance computed (`null=\"none\"`)."]
 
