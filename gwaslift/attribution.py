@@ -1015,6 +1015,13 @@ def attribution_null(genotypes, phenotype, fit, n_null: int = 20, seeds=None, se
     return NullScores(np.vstack(rows), np.asarray(maxima), perm_seeds, seeds)
 
 
+def _empirical_p(observed, null_values) -> tuple[np.ndarray, np.ndarray]:
+    """``(1 + #{null >= observed}) / (1 + #null)`` per observed value, and the counts ``#{null >= observed}``."""
+    pooled = np.sort(np.asarray(null_values, dtype=np.float64).ravel())
+    n_ge = pooled.size - np.searchsorted(pooled, np.asarray(observed, dtype=np.float64), side="left")
+    return (1.0 + n_ge) / (1.0 + pooled.size), n_ge
+
+
 def _bh(p: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg q-values."""
     p = np.asarray(p, dtype=np.float64)
@@ -1058,9 +1065,7 @@ def null_calibrate(result: DeepLiftResult, null: NullScores, alpha: float = 0.05
     if normalize == "share":
         obs = obs / max(obs.sum(), np.finfo(float).tiny)
         nul = nul / np.maximum(nul.sum(1, keepdims=True), np.finfo(float).tiny)
-    pooled = np.sort(nul.ravel())
-    n_ge = pooled.size - np.searchsorted(pooled, obs, side="left")
-    p = (1.0 + n_ge) / (1.0 + pooled.size)
+    p, _ = _empirical_p(obs, nul.ravel())
     thr = float(np.quantile(nul.max(1), 1.0 - alpha))
     scores = result.scores.copy()
     if normalize == "share":
@@ -1134,8 +1139,7 @@ def attribution_decoys(genotypes, phenotype, fit, n_decoys: int | None = None, s
     seeds = list(seeds)
     gd = with_decoys(genotypes, n_decoys, seed)
     m, d = genotypes.n_variants, gd.n_variants - genotypes.n_variants
-    src_pos = np.searchsorted(np.asarray(genotypes.variant_idx), gd.source.decoy_of) \
-        if np.all(np.diff(genotypes.variant_idx) > 0) else _positions_of(genotypes.variant_idx, gd.source.decoy_of)
+    src_pos = gd.meta["decoy_positions"]
     dcenter = training_center(gd.subset(variants=np.arange(m, m + d)), fit.split.train)
     base = replace(fit, members=[], variants=gd.variants[VARIANT_COLUMNS].reset_index(drop=True),
                    center=np.concatenate([np.asarray(fit.center, dtype=np.float32), dcenter]))
@@ -1157,11 +1161,6 @@ def attribution_decoys(genotypes, phenotype, fit, n_decoys: int | None = None, s
     met["n_active_decoys"] = act[:, m:].sum(1)
     return DecoyScores(real=sc[:m], decoy=sc[m:], decoy_of=list(genotypes.variants["snp"].iloc[src_pos]),
                        seeds=seeds, seed=int(seed), metrics=met)
-
-
-def _positions_of(haystack, needles) -> np.ndarray:
-    lookup = {int(v): i for i, v in enumerate(np.asarray(haystack))}
-    return np.asarray([lookup[int(v)] for v in np.asarray(needles)], dtype=np.int64)
 
 
 #: Decoy p-values: the exact empirical p is used while at least this many decoys score at
@@ -1227,10 +1226,8 @@ def decoy_calibrate(result: DeepLiftResult, decoys: DecoyScores, alpha: float = 
     real = np.asarray(decoys.real, dtype=np.float64)
     if real.shape[0] != len(result.scores):
         raise InputError(f"decoy scores have {real.shape[0]} SNPs, the result {len(result.scores)}")
-    pooled = np.sort(np.asarray(decoys.decoy, dtype=np.float64))
-    n_ge = pooled.size - np.searchsorted(pooled, real, side="left")
-    p = (1.0 + n_ge) / (1.0 + pooled.size)
-    tail = decoy_tail(pooled)
+    p, n_ge = _empirical_p(real, decoys.decoy)
+    tail = decoy_tail(decoys.decoy)
     thr = None
     if tail is not None:
         far = (n_ge < TAIL_MIN_EXCEEDANCES) & (real > tail["u"])

@@ -110,7 +110,8 @@ def with_decoys(genotypes, n_decoys: int | None = None, seed: int = 0):
     -------
     Genotypes with ``m + n_decoys`` variants: the decoys' rows in ``variants`` copy their
     source's chrom/pos/alleles with ``snp = "decoy:<source snp>"``; ``meta`` gains
-    ``n_real`` and ``n_decoys``.
+    ``n_real``, ``n_decoys`` and ``decoy_positions`` (each decoy's source, as a position
+    among the real variants).
     """
     if isinstance(genotypes.source, DecoySource):
         raise InputError("these genotypes already carry decoys")
@@ -131,7 +132,7 @@ def with_decoys(genotypes, n_decoys: int | None = None, seed: int = 0):
     dv["snp"] = DECOY_PREFIX + dv["snp"].astype(str)
     variants = pd.concat([genotypes.variants, dv], ignore_index=True)
     variant_idx = np.concatenate([genotypes.variant_idx, base.n_variants + np.arange(d, dtype=np.int64)])
-    meta = dict(genotypes.meta, n_real=m, n_decoys=d, decoy_seed=int(seed))
+    meta = dict(genotypes.meta, n_real=m, n_decoys=d, decoy_seed=int(seed), decoy_positions=chosen)
     return replace(genotypes, source=src, variants=variants, variant_idx=variant_idx, meta=meta)
 
 

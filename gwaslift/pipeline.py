@@ -460,19 +460,16 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
     # QC, PCA and the GWAS run on the default dask.distributed Client when there is one; the
     # DeepLIFT passes follow it on CPU (on a GPU they stay in this process, on the device)
     client = "auto" if device == "cpu" else None
+    # the null fits are scored exactly as the observed fit
+    scoring = dict(samples=cfg["samples"], reference=cfg["reference"], rule=cfg["rule"], covariates=deep_cov,
+                   device=device, progress=progress, client=client)
     null = None
     if cfg["null"] == "decoys":
-        null = attribution_decoys(gq, y, fit, n_decoys=cfg["n_decoys"], seed=cfg["seed"], samples=cfg["samples"],
-                                  reference=cfg["reference"], rule=cfg["rule"], covariates=deep_cov,
-                                  device=device, progress=progress, client=client)
+        null = attribution_decoys(gq, y, fit, n_decoys=cfg["n_decoys"], seed=cfg["seed"], **scoring)
     elif cfg["null"] == "permutation" and int(cfg["n_null"]) > 0:
-        null = attribution_null(gq, y, fit, n_null=int(cfg["n_null"]), seed=cfg["seed"], samples=cfg["samples"],
-                                reference=cfg["reference"], rule=cfg["rule"], covariates=deep_cov,
-                                device=device, progress=progress, client=client)
-    res = deeplift(fit, gq, samples=cfg["samples"], reference=cfg["reference"], rule=cfg["rule"],
-                   covariates=deep_cov, top_k=cfg["top_k"], null=null, alpha=cfg["alpha"],
-                   normalize=cfg["null_normalize"],
-                   device=device, progress=progress, client=client)
+        null = attribution_null(gq, y, fit, n_null=int(cfg["n_null"]), seed=cfg["seed"], **scoring)
+    res = deeplift(fit, gq, top_k=cfg["top_k"], null=null, alpha=cfg["alpha"], normalize=cfg["null_normalize"],
+                   **scoring)
     scores = res.scores
     table = join_tables(sumstats, scores)
 
@@ -503,7 +500,7 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
         # p-values, q-values and the threshold are those of the decoy fits' scores (units of
         # deeplift_decoy_fit, not of deeplift_mean_abs): the plot draws no line for them
         summary["n_decoys"] = int(len(null.decoy))
-        summary["decoy_tail"] = null.tail if res.null is None else res.null.tail
+        summary["decoy_tail"] = res.null.tail
         summary["decoy_fit_val_loglik"] = float(null.metrics["val_loglik"].mean())
         summary["n_deeplift_fdr"] = int(scores["deeplift_fdr"].sum())
         summary["n_deeplift_fwer"] = int(scores["deeplift_fwer"].sum())

@@ -440,8 +440,6 @@ def hwe_exact(n_hom_a1, n_het, n_hom_a2, midp: bool = False) -> np.ndarray:
     if (hom1 < 0).any() or (het < 0).any() or (hom2 < 0).any():
         raise ValueError("hwe_exact: genotype counts must be non-negative")
     block = max(1, int(HWE_BLOCK_VARIANTS))
-    if len(hom1) <= block:
-        return _hwe_exact_block(hom1, het, hom2, midp)
     p = np.empty(len(hom1))
     for s in range(0, len(hom1), block):
         e = s + block
