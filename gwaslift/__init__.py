@@ -27,6 +27,7 @@ _LAZY = {
     "train": ("gwaslift.deep", "train"),
     "load_fit": ("gwaslift.deep", "load_fit"),
     "deeplift": ("gwaslift.attribution", "deeplift"),
+    "pair_scan": ("gwaslift.epistasis", "pair_scan"),
     "analyze": ("gwaslift.pipeline", "analyze"),
     "load": ("gwaslift.pipeline", "load"),
 }

@@ -20,6 +20,11 @@ Protocol (defaults in ``simulations/config.json``; CLI flags shrink it):
    paper's 25 runs per a), and ``deeplift_mean`` = mean |DeepLIFT| over the refit seeds
    (gwaslift's aggregate). For epistatic traits: which causal pairs have both SNPs in a
    method's top_k.
+5. Optional (``screen`` = K > 0, not the paper's model): the network sees only candidate SNPs
+   chosen on the training split, the SNPs of the K strongest pairs of
+   :func:`gwaslift.epistasis.pair_scan` plus the K SNPs with the smallest per-SNP p, both with
+   ``n_pcs`` PCs; SNPs outside score lowest. The pair scan alone (each SNP scored by its
+   strongest pair) is then reported as a method of its own (``pair_scan``).
 
 Cache (``--cache``, default simulations/cache/, git-ignored): one folder per dataset named
 by its parameters plus a hash of them; inside, one file per finished step, named by a hash
@@ -52,8 +57,10 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "config.json"
 METHODS = ("deeplift_seed", "deeplift_mean", "linear", "linear_pcs")
+#: with ``screen``: the pair scan alone (each SNP scored by its strongest pair), beside the rest
+SCREEN_METHODS = METHODS + ("pair_scan",)
 METHOD_NAMES = {"deeplift_seed": "DeepLIFT (per seed)", "deeplift_mean": "DeepLIFT (seed mean)",
-                "linear": "linear", "linear_pcs": "linear + PCs"}
+                "linear": "linear", "linear_pcs": "linear + PCs", "pair_scan": "pair scan"}
 
 
 # ===================================================================== metrics
@@ -224,12 +231,59 @@ class Dataset:
         log.did(f"{self.root.name}/{path.name}", time.time() - t)
         return out
 
-    def _deep_inputs(self, train_opts: dict, log: Log) -> tuple[dict, pd.DataFrame | None]:
-        """``train_opts`` without ``deep_pcs``, and the PCs the network takes as unpenalized
-        covariates (None for the paper's network, which has none)."""
+    def _deep_inputs(self, train_opts: dict, log: Log):
+        """``(opts, covariates, genotypes, split, positions)`` of the deep model: ``train_opts``
+        without the study's own keys; the PCs the network takes as unpenalized covariates
+        (None for the paper's network, which has none); the genotypes it sees (all SNPs, or
+        with ``screen`` the candidate SNPs of :meth:`screen`); the split to train on (None:
+        train()'s own, which is the same one); ``positions`` of its SNPs among all (None = all)."""
         opts = dict(train_opts)
         n_pcs = int(opts.pop("deep_pcs", 0))
-        return opts, (self.pcs(n_pcs, log) if n_pcs else None)
+        k = int(opts.pop("screen", 0))
+        cov = self.pcs(n_pcs, log) if n_pcs else None
+        g, y = self.load()
+        if not k:
+            return opts, cov, g, None, None
+        split = self.split(int(opts["split_seed"]))
+        cand = self.screen(k, int(opts.pop("screen_pcs")), split, log)
+        positions = np.flatnonzero(cand["candidate"].to_numpy())
+        return opts, cov, g.subset(variants=positions), split, positions
+
+    def split(self, split_seed: int):
+        """The deep model's 50/25/25 split, as :func:`gwaslift.deep.train` makes it."""
+        from gwaslift import deep
+        from gwaslift.deep.train import _phenotype
+
+        g, y = self.load()
+        yy, trait = _phenotype(g, y, None)
+        return deep.make_split(yy, split_seed, stratify=(trait == "binary"))
+
+    def screen(self, k: int, n_pcs: int, split, log: Log) -> pd.DataFrame:
+        """Candidate inputs of the deep model, chosen on the training split only: the SNPs of
+        the ``k`` strongest pairs of :func:`gwaslift.epistasis.pair_scan` plus the ``k`` SNPs
+        with the smallest per-SNP p (:func:`gwaslift.linear_gwas`), both adjusted for
+        ``n_pcs`` PCs. ``snp, pair_stat`` (the SNP's largest pair |T|), ``candidate`` (bool)."""
+        import gwaslift
+        from gwaslift.epistasis import pair_scan
+
+        path = self.root / f"screen-k{k}-pcs{n_pcs}-{_hash(split.train.tolist())}.tsv"
+
+        def compute():
+            g, y = self.load()
+            yv = y.to_numpy(dtype=np.float64)
+            pcs = self.pcs(n_pcs, log).to_numpy() if n_pcs else None
+            scan = pair_scan(g, yv, pcs, samples=split.train, top=k, progress=False)
+            tr = np.sort(split.train)
+            lin = gwaslift.linear_gwas(g.subset(samples=tr), yv[tr], None if pcs is None else pcs[tr])
+            marginal = np.argsort(-np.nan_to_num(lin["log10_p"].to_numpy(), nan=-np.inf), kind="mergesort")[:k]
+            cand = np.zeros(g.n_variants, bool)
+            cand[marginal] = True
+            cand[scan.pairs["index_a"].to_numpy()] = True
+            cand[scan.pairs["index_b"].to_numpy()] = True
+            _write_tsv(path.with_name(path.stem + "-pairs.tsv"), scan.pairs)
+            return pd.DataFrame({"snp": scan.snps["snp"], "pair_stat": scan.snps["max_abs_stat"], "candidate": cand})
+
+        return self._cached_tsv(path, compute, log)
 
     # ---------------------------------------------------------------- deep grid
     def grid(self, train_opts: dict, grid: dict, grid_seeds, log: Log) -> pd.DataFrame:
@@ -244,8 +298,10 @@ class Dataset:
             log.hit(f"{self.root.name}/{path.name}")
             return pd.read_csv(path, sep="\t")
         t = time.time()
-        g, y = self.load()
-        opts, cov = self._deep_inputs(train_opts, log)
+        _, y = self.load()
+        opts, cov, g, split, _ = self._deep_inputs(train_opts, log)
+        if split is not None:
+            opts["split"] = split
         ckpt = self.root / f"grid-{key}-ckpt"
         fit = deep.train(g, y, hidden=[tuple(h) for h in grid["hidden"]], l1=grid["l1"], seeds=list(grid_seeds),
                          covariates=cov, checkpoint_dir=ckpt, progress=False, device="auto", **opts)
@@ -274,17 +330,27 @@ class Dataset:
             log.hit(f"{self.root.name}/{path.name}")
             return pd.read_csv(path, sep="\t")
         t = time.time()
-        g, y = self.load()
-        _, cov = self._deep_inputs(train_opts, log)
+        _, y = self.load()
+        _, cov, g, _, positions = self._deep_inputs(train_opts, log)
         skeleton = deep.load_fit(self.root / f"grid-{gkey}-fit")
         cfg = {"hidden": tuple(config["hidden"]), "l1": float(config["l1"]), "lr": float(config["lr"])}
         ckpt = self.root / f"deeplift-{key}-ckpt"
         fit = deep.refit(g, y, skeleton, seeds=list(refit_seeds), config=cfg, covariates=cov, checkpoint_dir=ckpt,
                          progress=False, device="auto")
         res = gwaslift.deeplift(fit, g, samples=samples, members="refit", covariates=cov, progress=False)
-        out = pd.DataFrame({"snp": res.scores["snp"], "score": res.scores["deeplift_mean_abs"]})
+        # one row per SNP of the dataset: SNPs the network did not see (screen) score NaN (= lowest)
+        n_all = self.load()[0].n_variants
+        at = np.arange(n_all) if positions is None else positions
+
+        def full(values):
+            v = np.full(n_all, np.nan)
+            v[at] = values
+            return v
+
+        out = pd.DataFrame({"snp": self.load()[0].variants["snp"],
+                            "score": full(res.scores["deeplift_mean_abs"].to_numpy())})
         for s, row in zip(refit_seeds, res.member_mean_abs):
-            out[f"seed{int(s)}"] = row
+            out[f"seed{int(s)}"] = full(np.asarray(row))
         _write_json(self.root / f"deeplift-{key}.json",
                     {"config": {**cfg, "hidden": list(cfg["hidden"])}, "refit_seeds": list(map(int, refit_seeds)),
                      "metrics": fit.metrics_table().query("role == 'refit'")
@@ -305,6 +371,9 @@ def train_options(cfg: dict) -> dict:
         opts["l1_warmup"] = int(cfg["l1_warmup"])
     if int(cfg.get("deep_pcs", 0)):  # PCs as unpenalized network inputs (not the paper's model)
         opts["deep_pcs"] = int(cfg["deep_pcs"])
+    if int(cfg.get("screen", 0)):  # the network sees only screened candidate SNPs (not the paper's model)
+        opts["screen"] = int(cfg["screen"])
+        opts["screen_pcs"] = int(cfg["n_pcs"])
     return opts
 
 
@@ -358,6 +427,9 @@ def run_study(cfg: dict, cache: Path, verbose: bool = True, threads: int | None 
                 scored = {"deeplift_mean": [dl["score"].to_numpy()],
                           "deeplift_seed": [dl[f"seed{int(s)}"].to_numpy() for s in cfg["refit_seeds"]],
                           "linear": [lin["score"].to_numpy()], "linear_pcs": [linp["score"].to_numpy()]}
+                if "screen" in opts:
+                    cand = ds.screen(opts["screen"], opts["screen_pcs"], ds.split(opts["split_seed"]), log)
+                    scored["pair_scan"] = [cand["pair_stat"].to_numpy()]
                 for method, score_list in scored.items():
                     for j, sc in enumerate(score_list):
                         both, one = pairs_found(sc, truth, k)
@@ -383,7 +455,8 @@ def summarize(per: pd.DataFrame) -> pd.DataFrame:
 
 def is_paper_protocol(cfg: dict, paper: dict) -> bool:
     keys = ("n_samples", "n_snps", "n_causal", "a", "seeds", "grid", "grid_seeds", "refit_seeds", "epochs")
-    return all(cfg[k] == paper[k] for k in keys)
+    model = ("l1_warmup", "deep_pcs", "screen")  # changes to the paper's model
+    return all(cfg[k] == paper[k] for k in keys) and all(cfg.get(k, 0) == paper.get(k, 0) for k in model)
 
 
 def write_results(path: Path, cfg: dict, paper_cfg: dict, per: pd.DataFrame, selections, command: str,
@@ -391,12 +464,14 @@ def write_results(path: Path, cfg: dict, paper_cfg: dict, per: pd.DataFrame, sel
     from gwaslift._util import atomic_path
 
     summ = summarize(per)
+    methods = SCREEN_METHODS if int(cfg.get("screen", 0)) else METHODS
     reduced = not is_paper_protocol(cfg, paper_cfg)
     grid = cfg["grids"][cfg["grid"]] if isinstance(cfg["grid"], str) else cfg["grid"]
     L = ["# Simulation recall study (Sharma et al. 2020, Sec. 4.1 / Table 1)", ""]
     if reduced:
         L += ["**REDUCED RUN -- not the paper protocol.** These numbers come from a smaller study than "
-              "Sec. 4.1 (see the parameters below) and must not be read as the paper-protocol result. "
+              "Sec. 4.1 or from a changed model (see the parameters below) and must not be read as the "
+              "paper-protocol result. "
               "The full protocol runs with one command:", "",
               "```bash", "python simulations/recall_study.py --threads 2   # config.json defaults: the full protocol",
               "```", ""]
@@ -412,7 +487,11 @@ def write_results(path: Path, cfg: dict, paper_cfg: dict, per: pd.DataFrame, sel
           f"lr {cfg['lr']}, split 50/25/25 (split seed {cfg['split_seed']}), proximal L1"
           + (f" with a {cfg['l1_warmup']}-epoch warm-up" if int(cfg.get("l1_warmup", 0)) else "")
           + (f"; the network also takes {cfg['deep_pcs']} PCs as unpenalized inputs"
-             if int(cfg.get("deep_pcs", 0)) else ""),
+             if int(cfg.get("deep_pcs", 0)) else "")
+          + (f"; the network sees only the candidate SNPs of a screen on the training split (the SNPs of "
+             f"the {cfg['screen']} strongest pairs of `gwaslift.epistasis.pair_scan` plus the {cfg['screen']} "
+             f"smallest per-SNP p, both with {cfg['n_pcs']} PCs); the others score lowest"
+             if int(cfg.get("screen", 0)) else ""),
           f"- DeepLIFT: Rescale, training-mean reference, {cfg['deeplift_samples']} samples; top "
           f"{cfg['top_k']} called causal; linear GWAS with {cfg['n_pcs']} PCs",
           f"- machine: {platform.node() or 'unknown'}, {platform.processor() or platform.machine()}, "
@@ -427,14 +506,14 @@ def write_results(path: Path, cfg: dict, paper_cfg: dict, per: pd.DataFrame, sel
           "are its Table 1 (binary trait, 10,000 x 10,000) and are printed only as a reference.", ""]
     for trait in cfg["traits"]:
         L += [f"## Trait: {trait}", "",
-              "| a | paper recall | " + " | ".join(f"{METHOD_NAMES[m]} recall" for m in METHODS)
-              + " | " + " | ".join(f"{METHOD_NAMES[m]} auPRC" for m in METHODS) + " | selected (h1 x h2, L1) | paper arch |",
-              "|---" * (4 + 2 * len(METHODS)) + "|"]
+              "| a | paper recall | " + " | ".join(f"{METHOD_NAMES[m]} recall" for m in methods)
+              + " | " + " | ".join(f"{METHOD_NAMES[m]} auPRC" for m in methods) + " | selected (h1 x h2, L1) | paper arch |",
+              "|---" * (4 + 2 * len(methods)) + "|"]
         for a in cfg["a"]:
             sel = next(s for s in selections if s["trait"] == trait and s["a"] == float(a))
             cells = [f"{a:g}", _fmt_pct(cfg["paper_recall"].get(_akey(a))) if trait.startswith("binary") else "--"]
             for field in ("recall", "auprc"):
-                for m in METHODS:
+                for m in methods:
                     r = summ[(summ.trait == trait) & (summ.a == float(a)) & (summ.method == m)]
                     if field == "recall":
                         sd = r["recall_sd"].iloc[0]
@@ -452,11 +531,11 @@ def write_results(path: Path, cfg: dict, paper_cfg: dict, per: pd.DataFrame, sel
         if len(sub):
             L += [f"Epistatic pairs ({int(sub.n_pairs.iloc[0])} per dataset): pair ids with **both** SNPs "
                   "in the method's top 10 (and, after `/`, pairs with exactly one SNP there).", "",
-                  "| a | seed | " + " | ".join(METHOD_NAMES[m] for m in METHODS if m != "deeplift_seed") + " |",
-                  "|---|---|" + "---|" * (len(METHODS) - 1)]
+                  "| a | seed | " + " | ".join(METHOD_NAMES[m] for m in methods if m != "deeplift_seed") + " |",
+                  "|---|---|" + "---|" * (len(methods) - 1)]
             for (a, seed), grp in sub.groupby(["a", "seed"]):
                 cells = [f"{a:g}", str(seed)]
-                for m in METHODS:
+                for m in methods:
                     if m == "deeplift_seed":
                         continue
                     r = grp[grp.method == m].iloc[0]
@@ -466,7 +545,7 @@ def write_results(path: Path, cfg: dict, paper_cfg: dict, per: pd.DataFrame, sel
             tot = ps.groupby("method").apply(lambda d: (d.pairs_both.map(len).sum(), d.n_pairs.sum()),
                                              include_groups=False)
             L += ["", "Pairs found together, all datasets: " + "; ".join(
-                f"{METHOD_NAMES[m]} {tot[m][0]}/{tot[m][1]}" for m in METHODS if m in tot.index)
+                f"{METHOD_NAMES[m]} {tot[m][0]}/{tot[m][1]}" for m in methods if m in tot.index)
                 + " (DeepLIFT per seed: summed over refit seeds).", ""]
     L += ["## Per-dataset numbers", "", "| trait | a | seed | method | runs | recall | auPRC |",
           "|---|---|---|---|---|---|---|"]
@@ -523,6 +602,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float)
     p.add_argument("--l1-warmup", type=int, help="epochs of L1 warm-up (gwaslift.deep.train l1_warmup; 0 = none)")
     p.add_argument("--deep-pcs", type=int, help="PCs fed to the network as unpenalized inputs (0 = none, the paper)")
+    p.add_argument("--screen", type=int, help="K: the network sees only the SNPs of the K strongest pairs of a "
+                   "pairwise scan and the K strongest per-SNP tests, on the training split (0 = all SNPs, the paper)")
     p.add_argument("--cache", default=str(HERE / "cache"))
     p.add_argument("--out", default=str(HERE / "RESULTS.md"))
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -536,7 +617,7 @@ def config_from_args(args) -> tuple[dict, dict]:
     for flag, key in (("n_samples", "n_samples"), ("n_snps", "n_snps"), ("n_causal", "n_causal"), ("a", "a"),
                       ("seeds", "seeds"), ("traits", "traits"), ("grid", "grid"), ("grid_seeds", "grid_seeds"),
                       ("refit_seeds", "refit_seeds"), ("epochs", "epochs"), ("patience", "patience"), ("lr", "lr"),
-                      ("l1_warmup", "l1_warmup"), ("deep_pcs", "deep_pcs")):
+                      ("l1_warmup", "l1_warmup"), ("deep_pcs", "deep_pcs"), ("screen", "screen")):
         v = getattr(args, flag)
         if v is not None:
             cfg[key] = v
