@@ -31,10 +31,11 @@ SNPs in LD with each other share a product with their squares, so on real data a
 non-additive marginal effect makes its LD neighbours' pairs look interacting: pass
 ``min_distance_bp`` to skip pairs on the same chromosome closer than that.
 
-Work is in blocks of ``block_variants`` SNPs (two blocks of ``n x block_variants`` float32
-in memory, plus their ``block_variants^2`` products), as torch matrix products on
-``device`` (CUDA when present). float32 throughout: ``T`` agrees with a float64
-computation to about 1e-5 relative.
+Work is in blocks of ``block_variants`` SNPs, as torch matrix products on ``device`` (CUDA
+when present). Memory: the residuals of two blocks (``n x block_variants`` float32 each, on
+the device) and their ``block_variants^2`` products, plus float64 working copies of one
+block while its residuals are formed (about ``24 n block_variants`` bytes). The products are
+float32: ``T`` agrees with a float64 computation to about 1e-5 relative (tested).
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ def pair_scan(genotypes, phenotype, covariates=None, *, samples=None, top: int =
     min_distance_bp : int, optional
         Skip pairs on the same chromosome whose positions differ by less than this (LD).
     block_variants, device, progress
-        Block size (memory: two ``n x block_variants`` float32 blocks), torch device
-        ("auto": CUDA when present), progress bar over blocks.
+        Block size (memory: module docstring), torch device ("auto": CUDA when present),
+        progress bar over block pairs.
     """
     import torch
     from scipy.stats import norm

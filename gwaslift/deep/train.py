@@ -277,6 +277,11 @@ class _Stack:
         self.bf16 = precision == "bf16"
         self._scratch = {}
         self._xb = self._z1 = None
+        # bf16 stacked buffers, (sum h1, n_snps) each, allocated once per stack: the stacked
+        # bf16 weights, the bf16 weight gradient and its float32 copy. Fresh tensors of this
+        # size at every step cost more in page faults than the products themselves
+        # (benchmarks/results/deep.md).
+        self._wb = self._gb = self._gf = None
 
     def scratch(self, p):
         """Two reusable buffers shaped like ``p`` (one set per first-layer shape)."""
@@ -303,9 +308,11 @@ class _Stack:
         xb = x.to(torch.bfloat16)
         with torch.no_grad():
             if self.stacked and len(ms) > 1:
-                wb = torch.empty((sum(m.h1 for m in ms), x.shape[1]), dtype=torch.bfloat16, device=x.device)
-                torch.cat([m.w1 for m in ms], out=wb)  # rounds to bf16 while stacking: one pass
-                z1 = [(xb @ wb.T).float()]
+                if self._wb is None:
+                    self._wb = torch.empty((sum(m.h1 for m in ms), x.shape[1]), dtype=torch.bfloat16,
+                                           device=x.device)
+                torch.cat([m.w1 for m in ms], out=self._wb)  # rounds to bf16 while stacking: one pass
+                z1 = [(xb @ self._wb.T).float()]
             else:
                 z1 = [(xb @ m.w1.to(torch.bfloat16).T).float() for m in ms]
         z1 = [z.requires_grad_(torch.is_grad_enabled()) for z in z1]
@@ -319,8 +326,15 @@ class _Stack:
             return
         ms, xb = self.members, self._xb
         with torch.no_grad():
-            gs = [(z.grad.to(torch.bfloat16).T @ xb).float() for z in self._z1]
-        gs = gs[0].split([m.h1 for m in ms], 0) if len(gs) == 1 else gs
+            if len(self._z1) == 1 and len(ms) > 1:  # stacked: into the stack's reused buffers
+                if self._gb is None:
+                    self._gb = torch.empty_like(self._wb)
+                    self._gf = torch.empty(self._wb.shape, dtype=torch.float32, device=xb.device)
+                torch.mm(self._z1[0].grad.to(torch.bfloat16).T, xb, out=self._gb)
+                gs = self._gf.copy_(self._gb).split([m.h1 for m in ms], 0)
+            else:
+                gs = [(z.grad.to(torch.bfloat16).T @ xb).float() for z in self._z1]
+                gs = gs[0].split([m.h1 for m in ms], 0) if len(gs) == 1 else gs
         for m, g in zip(ms, gs):
             m.w1.grad = g
         self._xb = self._z1 = None
