@@ -131,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--missing", default="drop", choices=["drop", "mean"],
                    help="missing genotypes: drop per SNP as plink2 (default) or mean-impute")
 
+    p = sub.add_parser("epistasis", help="test the product of every SNP pair (a score test, with covariates)")
+    _common(p, "output prefix: <out>.epi.tsv (the top pairs), <out>.epi.snps.tsv (each SNP's strongest pair)")
+    _input(p)
+    p.add_argument("--pcs", type=int, default=0, help="compute this many PCs and add them as covariates")
+    p.add_argument("--top", type=int, default=1000, help="pairs written, strongest first (default 1000)")
+    p.add_argument("--min-distance-kb", type=float, default=None,
+                   help="skip pairs on one chromosome closer than this (LD); default: test every pair")
+
     p = sub.add_parser("train", help="train the L1 network grid over seeds, select, re-train")
     _common(p, "output directory of the fitted models")
     _input(p)
@@ -284,6 +292,23 @@ def _cmd_gwas(args):
     print(f"wrote {prefix}.glm.{model} and {prefix}.ssf.tsv ({len(ss)} variants)", file=sys.stderr)
 
 
+def _cmd_epistasis(args):
+    from .epistasis import pair_scan
+    from .io import read_plink
+    from .pipeline import _write_tsv
+
+    prefix = _prefix_ready(args.out)
+    g = read_plink(args.bfile)
+    y = _phenotype(args, g)
+    cov = _covariates(args, g, args.pcs)
+    dist = None if args.min_distance_kb is None else int(round(args.min_distance_kb * 1000))
+    scan = pair_scan(g, y, cov, top=args.top, min_distance_bp=dist, progress=_progress(args))
+    _write_tsv(scan.pairs, Path(f"{prefix}.epi.tsv"))
+    _write_tsv(scan.snps, Path(f"{prefix}.epi.snps.tsv"))
+    print(f"wrote {prefix}.epi.tsv (top {len(scan.pairs)} of {scan.n_pairs} pairs, {scan.n_samples} samples) and "
+          f"{prefix}.epi.snps.tsv", file=sys.stderr)
+
+
 def _deep_options(args) -> dict:
     from .pipeline import DEFAULTS
 
@@ -421,7 +446,8 @@ def _cmd_plot(args):
     print(f"wrote miami/manhattan/qq .png/.pdf and report.md to {out}", file=sys.stderr)
 
 
-COMMANDS = {"simulate": _cmd_simulate, "qc": _cmd_qc, "pca": _cmd_pca, "gwas": _cmd_gwas, "train": _cmd_train,
+COMMANDS = {"simulate": _cmd_simulate, "qc": _cmd_qc, "pca": _cmd_pca, "gwas": _cmd_gwas,
+            "epistasis": _cmd_epistasis, "train": _cmd_train,
             "attribute": _cmd_attribute, "analyze": _cmd_analyze, "demo": _cmd_demo, "plot": _cmd_plot}
 
 

@@ -13,7 +13,7 @@ from gwaslift.cli import main
 
 
 def test_help_for_every_command(capsys):
-    for cmd in ("simulate", "qc", "pca", "gwas", "train", "attribute", "analyze", "plot", "demo"):
+    for cmd in ("simulate", "qc", "pca", "gwas", "epistasis", "train", "attribute", "analyze", "plot", "demo"):
         with pytest.raises(SystemExit) as info:
             main([cmd, "--help"])
         assert info.value.code == 0
@@ -100,3 +100,25 @@ def test_train_then_attribute_with_pcs(tmp_path):
                  "--out", str(tmp_path / "a"), "--no-progress"]) == 0
     scores = pd.read_csv(tmp_path / "a.scores.tsv", sep="\t")
     assert len(scores) == 80 and scores.deeplift_mean_abs.notna().all()
+
+
+def test_epistasis_command_writes_the_scan(tmp_path):
+    """``gwaslift epistasis`` writes what :func:`gwaslift.pair_scan` returns, with PCs as covariates."""
+    from gwaslift import pair_scan, pca, read_pheno, read_plink
+
+    p = tmp_path / "sim"
+    assert main(["simulate", "--out", str(p), "--n-samples", "600", "--n-snps", "30", "--trait", "quantitative",
+                 "--epistatic", "product", "--n-causal", "2", "--seed", "2", "--no-progress"]) == 0
+    assert main(["epistasis", "--bfile", str(p), "--pheno", f"{p}.pheno", "--pcs", "2", "--top", "20",
+                 "--out", str(tmp_path / "e"), "--no-progress"]) == 0
+    pairs = pd.read_csv(tmp_path / "e.epi.tsv", sep="\t")
+    snps = pd.read_csv(tmp_path / "e.epi.snps.tsv", sep="\t")
+    g = read_plink(p)
+    pcs = pca(g, k=2, seed=0)
+    ref = pair_scan(g, read_pheno(f"{p}.pheno", g), pcs[["PC1", "PC2"]].reset_index(drop=True), top=20)
+    assert len(pairs) == 20 and len(snps) == 30
+    assert pairs[["snp_a", "snp_b"]].equals(ref.pairs[["snp_a", "snp_b"]])
+    pd.testing.assert_series_equal(pairs["stat"], ref.pairs["stat"], rtol=1e-6)
+    truth = pd.read_csv(f"{p}.truth.tsv", sep="\t")
+    assert {pairs.snp_a[0], pairs.snp_b[0]} == set(truth.snp)  # the causal pair comes first
+    assert (tmp_path / "e.log").exists()
