@@ -1,0 +1,30 @@
+"""Smoke runs of benchmark scripts written for a lent GPU, at CPU size, so that a session
+with a GPU spends its device time measuring and not debugging. No timing is checked."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_biobank_gpu_runs_at_cpu_size(tmp_path):
+    mod = _load("biobank_gpu")
+    rec = mod.main(["--n-samples", "3000", "--n-snps", "1500", "--device", "cpu", "--data", str(tmp_path),
+                    "--epoch-samples", "1500", "--eval-samples", "400", "--deeplift-samples", "100",
+                    "--precision", "float32", "--json", str(tmp_path / "r.json")])
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["n_train"] == 1500 and saved["batches_per_epoch"] == 6
+    for key in ("generate_s", "train_1_epoch_s", "train_2_epochs_s", "floor_epoch_s", "deeplift_s"):
+        assert rec[key] > 0, key
+    assert (tmp_path / "synthetic_3000_1500.bed").stat().st_size == 3 + 1500 * 750
+    assert saved["protocol_extrapolated"]["total_h"] > 0
