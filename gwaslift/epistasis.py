@@ -74,13 +74,6 @@ class PairScan:
     n_pairs: int
 
 
-def _device(device):
-    import torch
-
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
 
 def _block_residuals(genotypes, start, stop, rows, Q):
     """Scaled dosage residuals z (n, stop - start) float32 of variants start:stop on ``rows``,
@@ -128,6 +121,8 @@ def pair_scan(genotypes, phenotype, covariates=None, *, samples=None, top: int =
     import torch
     from scipy.stats import norm
 
+    from .deep.train import resolve_device
+
     n_all = genotypes.n_samples
     y = _phenotype_vector(phenotype, genotypes.samples, n_all)
     C, _ = _covariate_matrix(covariates, genotypes.samples, n_all)
@@ -149,7 +144,7 @@ def pair_scan(genotypes, phenotype, covariates=None, *, samples=None, top: int =
     if int(top) < 1 or int(block_variants) < 1:
         raise InputError("top and block_variants must be >= 1")
 
-    dev = _device(device)
+    dev = resolve_device(device)  # "auto": CUDA when present, else CPU
     m = genotypes.n_variants
     chrom = genotypes.variants["chrom"].astype(str).to_numpy()
     pos = genotypes.variants["pos"].to_numpy(np.int64)

@@ -45,13 +45,6 @@ from .io.writer import PlinkWriter
 RNG_BLOCK_SNPS = 1024
 
 
-def _device(device):
-    import torch
-
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
 
 def pack_codes_torch(codes):
     """2-bit PLINK codes (m, n) uint8 -> .bed rows (m, ceil(n / 4)) uint8, sample 4k+r in
@@ -101,6 +94,7 @@ def synthetic_bed(out, n_samples: int, n_snps: int, *, n_populations: int = 3, f
     """
     import torch
 
+    from .deep.train import resolve_device
     from .simulate import variant_table
 
     if n_samples < 1 or n_snps < 1 or not 0 <= n_causal <= n_snps:
@@ -108,7 +102,7 @@ def synthetic_bed(out, n_samples: int, n_snps: int, *, n_populations: int = 3, f
     if trait not in ("quantitative", "binary") or not 0 < h2 < 1 or not 0 <= missing < 1 or not 0 < fst < 1:
         raise ValueError("trait must be 'quantitative' or 'binary', 0 < h2 < 1, 0 <= missing < 1, 0 < fst < 1")
     t0 = time.perf_counter()
-    dev = _device(device)
+    dev = resolve_device(device)  # "auto": CUDA when present, else CPU
     ss = np.random.SeedSequence(int(seed))
     meta_rng, trait_rng = (np.random.default_rng(s) for s in ss.spawn(2))
     K = int(n_populations)
