@@ -1154,7 +1154,7 @@ def attribution_decoys(genotypes, phenotype, fit, n_decoys: int | None = None, s
                    dtype=dtype, device=device, progress=progress, client=client)
     sc = res.scores["deeplift_mean_abs"].to_numpy()
     tab = dfit.metrics_table()
-    keep = [c for c in ("seed", "val_loglik", "val_loglik_constant", "epochs", "n_nonzero_snps") if c in tab]
+    keep = [c for c in ("seed", "fold", "val_loglik", "val_loglik_constant", "epochs", "n_nonzero_snps") if c in tab]
     met = tab[keep].reset_index(drop=True)
     act = np.asarray([(mem.model.snp_linear.weight.detach() != 0).any(0).numpy() for mem in dfit.members])
     met["n_active_real"] = act[:, :m].sum(1)

@@ -90,6 +90,9 @@ def _deep_flags(p):
     p.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 256)")
     p.add_argument("--l1-warmup", type=int, default=None,
                    help="epochs over which the L1 strength ramps up from 0 (default 0: full from the start)")
+    p.add_argument("--cross-fit", action="store_true", default=None,
+                   help="cross-fitted refits: refit seed j trains on every fold but fold j of the samples "
+                        "(one fold per refit seed) instead of all on the same 50%% (not the paper's protocol)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
 
 
@@ -313,7 +316,8 @@ def _deep_options(args) -> dict:
     from .pipeline import DEFAULTS
 
     opts = {}
-    for name in ("hidden", "l1", "seeds", "refit_seeds", "epochs", "patience", "batch_size", "l1_warmup"):
+    for name in ("hidden", "l1", "seeds", "refit_seeds", "epochs", "patience", "batch_size", "l1_warmup",
+                 "cross_fit"):
         v = getattr(args, name, None)
         opts[name] = DEFAULTS[name] if v is None else v
     return opts
@@ -333,7 +337,8 @@ def _cmd_train(args):
     o = _deep_options(args)
     fit = deep.train(g, y, hidden=o["hidden"], l1=o["l1"], seeds=o["seeds"], refit_seeds=o["refit_seeds"],
                      covariates=cov, device=args.device, epochs=o["epochs"], patience=o["patience"],
-                     batch_size=o["batch_size"], l1_warmup=o["l1_warmup"], split_seed=args.seed, checkpoint_dir=out / "checkpoints",
+                     batch_size=o["batch_size"], l1_warmup=o["l1_warmup"], cross_fit=o["cross_fit"],
+                     split_seed=args.seed, checkpoint_dir=out / "checkpoints",
                      progress=_progress(args))
     fit.save(out)
     print(f"wrote {len(fit.members)} fitted networks to {out}; selected {fit.selected}", file=sys.stderr)
@@ -368,7 +373,8 @@ def _cmd_attribute(args):
 def _analysis_options(args) -> dict:
     opts = {"maf": args.maf, "geno": args.geno, "mind": args.mind, "hwe": args.hwe, "seed": args.seed,
             "split_seed": args.seed, "device": args.device}
-    for name in ("hidden", "l1", "seeds", "refit_seeds", "epochs", "patience", "batch_size", "l1_warmup"):
+    for name in ("hidden", "l1", "seeds", "refit_seeds", "epochs", "patience", "batch_size", "l1_warmup",
+                 "cross_fit"):
         v = getattr(args, name, None)
         if v is not None:
             opts[name] = v

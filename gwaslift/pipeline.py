@@ -32,7 +32,8 @@ DEFAULTS = dict(
     maf=0.01, geno=0.01, mind=0.02, hwe=None,
     n_pcs=10, model="auto", missing="drop",
     hidden=PAPER_HIDDEN, l1=PAPER_L1, seeds=[0, 1, 2, 3, 4], refit_seeds=[5, 6, 7, 8, 9],
-    deep_covariates=True, epochs=100, patience=10, batch_size=256, lr=1e-3, l1_warmup=0, device="auto",
+    deep_covariates=True, epochs=100, patience=10, batch_size=256, lr=1e-3, l1_warmup=0, cross_fit=False,
+    device="auto",
     samples="validation", reference="mean", rule="rescale",
     null="decoys", n_decoys=None, n_null=10, null_normalize="share", alpha=0.05,
     top_k=10,
@@ -307,7 +308,9 @@ def write_report(analysis: Analysis, d: Path) -> Path:
               f"- grid: {len(by_cfg)} configurations x {len(analysis.config.get('seeds', []))} seeds; "
               f"selected: h1={s.get('selected', {}).get('hidden', ['?'])[0]}, "
               f"h2={s.get('selected', {}).get('hidden', ['?', '?'])[1]}, l1={s.get('selected', {}).get('l1')}",
-              f"- re-trained with seeds {analysis.config.get('refit_seeds')}; DeepLIFT on the "
+              f"- re-trained with seeds {analysis.config.get('refit_seeds')}"
+              + (" (cross-fitted: seed j trained on every fold but fold j, one fold per seed)"
+                 if analysis.config.get("cross_fit") else "") + "; DeepLIFT on the "
               f"{analysis.config.get('samples')} samples against the {analysis.config.get('reference')} reference "
               f"(max summation-to-delta error {s.get('deeplift_max_delta_error', float('nan')):.2e})",
               *_null_lines(analysis),
@@ -384,7 +387,9 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
     options : any of :data:`DEFAULTS` -- QC thresholds (``maf, geno, mind, hwe``), ``n_pcs``,
         GWAS ``model`` and ``missing`` rule, the grid (``hidden, l1``), ``seeds`` and
         ``refit_seeds``, ``deep_covariates`` (feed PCs and covariates to the network as
-        unpenalized inputs), training options (``epochs, patience, batch_size, lr, l1_warmup, device``),
+        unpenalized inputs), training options (``epochs, patience, batch_size, lr, l1_warmup, device``;
+        ``cross_fit``: cross-fitted refits, one fold per refit seed -- :func:`gwaslift.deep.refit`;
+        the decoy or permutation refits then use the same folds),
         DeepLIFT (``samples, reference, rule``), the significance of its scores (``null``:
         "decoys" (default; ``n_decoys`` decoy SNPs, default one per SNP -- see
         :func:`gwaslift.attribution.attribution_decoys`), "permutation" (``n_null``
@@ -450,7 +455,8 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
     fit = deep.train(gq, y, hidden=[tuple(h) for h in cfg["hidden"]], l1=list(cfg["l1"]), seeds=list(cfg["seeds"]),
                      refit_seeds=list(cfg["refit_seeds"]), covariates=deep_cov, device=cfg["device"],
                      epochs=cfg["epochs"], patience=cfg["patience"], batch_size=cfg["batch_size"],
-                     lr=cfg["lr"], l1_warmup=cfg["l1_warmup"], split_seed=cfg["split_seed"], progress=progress,
+                     lr=cfg["lr"], l1_warmup=cfg["l1_warmup"], cross_fit=cfg["cross_fit"],
+                     split_seed=cfg["split_seed"], progress=progress,
                      checkpoint_dir=(out_dir / "checkpoints") if out_dir is not None else None)
 
     stage("deeplift")

@@ -317,14 +317,17 @@ class Dataset:
 
     # ---------------------------------------------------------------- refit + DeepLIFT
     def deeplift(self, train_opts: dict, grid: dict, grid_seeds, config: dict, refit_seeds, samples: str,
-                 log: Log) -> pd.DataFrame:
+                 log: Log, cross_fit: bool = False) -> pd.DataFrame:
         """Per-SNP mean |DeepLIFT| of the refit members: ``snp, score`` (mean over seeds) and
-        one ``seed<k>`` column per refit seed."""
+        one ``seed<k>`` column per refit seed. ``cross_fit``: the refits are cross-fitted
+        (:func:`gwaslift.deep.refit`, one fold per refit seed) and scored on ``samples``."""
         import gwaslift
         from gwaslift import deep
 
         gkey = _hash(dict(train_opts, grid=grid, grid_seeds=list(grid_seeds)))
-        key = _hash(dict(grid=gkey, config=config, refit_seeds=list(refit_seeds), samples=samples))
+        key = dict(grid=gkey, config=config, refit_seeds=list(refit_seeds), samples=samples)
+        # only when used: the cache keys of the paper's refits stay as they were
+        key = _hash(dict(key, cross_fit=True) if cross_fit else key)
         path = self.root / f"deeplift-{key}.tsv"
         if path.exists():
             log.hit(f"{self.root.name}/{path.name}")
@@ -336,7 +339,7 @@ class Dataset:
         cfg = {"hidden": tuple(config["hidden"]), "l1": float(config["l1"]), "lr": float(config["lr"])}
         ckpt = self.root / f"deeplift-{key}-ckpt"
         fit = deep.refit(g, y, skeleton, seeds=list(refit_seeds), config=cfg, covariates=cov, checkpoint_dir=ckpt,
-                         progress=False, device="auto")
+                         progress=False, device="auto", cross_fit=cross_fit)
         res = gwaslift.deeplift(fit, g, samples=samples, members="refit", covariates=cov, progress=False)
         # one row per SNP of the dataset: SNPs the network did not see (screen) score NaN (= lowest)
         n_all = self.load()[0].n_variants
@@ -354,7 +357,7 @@ class Dataset:
         _write_json(self.root / f"deeplift-{key}.json",
                     {"config": {**cfg, "hidden": list(cfg["hidden"])}, "refit_seeds": list(map(int, refit_seeds)),
                      "metrics": fit.metrics_table().query("role == 'refit'")
-                     [["seed", "val_loglik", "best_epoch", "n_nonzero_snps"]].to_dict("records"),
+                     [["seed", "fold", "val_loglik", "es_loss", "best_epoch", "n_nonzero_snps"]].to_dict("records"),
                      "max_delta_error": res.max_delta_error})
         _write_tsv(path, out)
         shutil.rmtree(ckpt, ignore_errors=True)
@@ -375,6 +378,13 @@ def train_options(cfg: dict) -> dict:
         opts["screen"] = int(cfg["screen"])
         opts["screen_pcs"] = int(cfg["n_pcs"])
     return opts
+
+
+def deeplift_samples(cfg: dict) -> str:
+    """Samples DeepLIFT scores: ``deeplift_samples``, except "all" for cross-fitted refits
+    (every sample is a training sample of most of their members; there is no shared
+    held-out set)."""
+    return "all" if cfg.get("cross_fit", False) else cfg["deeplift_samples"]
 
 
 def select_config(tables: list[pd.DataFrame]) -> tuple[dict, pd.DataFrame]:
@@ -417,7 +427,7 @@ def run_study(cfg: dict, cache: Path, verbose: bool = True, threads: int | None 
                                "n_fits": int(ranking["count"].iloc[0]), "ranking": ranking})
             for ds in sets:  # phase 2: refit the selected configuration, DeepLIFT, metrics
                 dl = ds.deeplift(opts, grid, cfg["grid_seeds"], chosen, cfg["refit_seeds"],
-                                 cfg["deeplift_samples"], log)
+                                 deeplift_samples(cfg), log, cross_fit=bool(cfg.get("cross_fit", False)))
                 truth = ds.truth
                 n_snps = len(dl)
                 labels = np.zeros(n_snps, dtype=bool)
@@ -455,7 +465,7 @@ def summarize(per: pd.DataFrame) -> pd.DataFrame:
 
 def is_paper_protocol(cfg: dict, paper: dict) -> bool:
     keys = ("n_samples", "n_snps", "n_causal", "a", "seeds", "grid", "grid_seeds", "refit_seeds", "epochs")
-    model = ("l1_warmup", "deep_pcs", "screen")  # changes to the paper's model
+    model = ("l1_warmup", "deep_pcs", "screen", "cross_fit")  # changes to the paper's model
     return all(cfg[k] == paper[k] for k in keys) and all(cfg.get(k, 0) == paper.get(k, 0) for k in model)
 
 
@@ -491,8 +501,11 @@ def write_results(path: Path, cfg: dict, paper_cfg: dict, per: pd.DataFrame, sel
           + (f"; the network sees only the candidate SNPs of a screen on the training split (the SNPs of "
              f"the {cfg['screen']} strongest pairs of `gwaslift.epistasis.pair_scan` plus the {cfg['screen']} "
              f"smallest per-SNP p, both with {cfg['n_pcs']} PCs); the others score lowest"
-             if int(cfg.get("screen", 0)) else ""),
-          f"- DeepLIFT: Rescale, training-mean reference, {cfg['deeplift_samples']} samples; top "
+             if int(cfg.get("screen", 0)) else "")
+          + (f"; the {len(cfg['refit_seeds'])} refits are cross-fitted: the samples of the split are dealt "
+             f"into {len(cfg['refit_seeds'])} folds and refit seed j trains on every fold but fold j, "
+             "early-stopping on fold j" if cfg.get("cross_fit", False) else ""),
+          f"- DeepLIFT: Rescale, training-mean reference, {deeplift_samples(cfg)} samples; top "
           f"{cfg['top_k']} called causal; linear GWAS with {cfg['n_pcs']} PCs",
           f"- machine: {platform.node() or 'unknown'}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, torch threads {_threads()}, device {_device()}",
@@ -604,6 +617,8 @@ def parse_args(argv=None):
     p.add_argument("--deep-pcs", type=int, help="PCs fed to the network as unpenalized inputs (0 = none, the paper)")
     p.add_argument("--screen", type=int, help="K: the network sees only the SNPs of the K strongest pairs of a "
                    "pairwise scan and the K strongest per-SNP tests, on the training split (0 = all SNPs, the paper)")
+    p.add_argument("--cross-fit", action="store_true", default=None,
+                   help="cross-fitted refits, one fold per refit seed (gwaslift.deep.refit cross_fit; not the paper)")
     p.add_argument("--cache", default=str(HERE / "cache"))
     p.add_argument("--out", default=str(HERE / "RESULTS.md"))
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -617,7 +632,8 @@ def config_from_args(args) -> tuple[dict, dict]:
     for flag, key in (("n_samples", "n_samples"), ("n_snps", "n_snps"), ("n_causal", "n_causal"), ("a", "a"),
                       ("seeds", "seeds"), ("traits", "traits"), ("grid", "grid"), ("grid_seeds", "grid_seeds"),
                       ("refit_seeds", "refit_seeds"), ("epochs", "epochs"), ("patience", "patience"), ("lr", "lr"),
-                      ("l1_warmup", "l1_warmup"), ("deep_pcs", "deep_pcs"), ("screen", "screen")):
+                      ("l1_warmup", "l1_warmup"), ("deep_pcs", "deep_pcs"), ("screen", "screen"),
+                      ("cross_fit", "cross_fit")):
         v = getattr(args, flag)
         if v is not None:
             cfg[key] = v

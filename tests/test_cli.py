@@ -102,6 +102,20 @@ def test_train_then_attribute_with_pcs(tmp_path):
     assert len(scores) == 80 and scores.deeplift_mean_abs.notna().all()
 
 
+def test_train_cross_fit_flag(tmp_path):
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--n-samples", "300", "--n-snps", "40", "--seed", "5",
+                 "--trait", "quantitative", "--no-progress"]) == 0
+    model = tmp_path / "model"
+    assert main(["train", "--bfile", str(sim), "--pheno", f"{sim}.pheno", "--out", str(model), "--hidden", "8x8",
+                 "--l1", "1", "--seeds", "0", "--refit-seeds", "1,2", "--epochs", "5", "--cross-fit",
+                 "--no-progress"]) == 0
+    from gwaslift.deep import load_fit
+
+    fit = load_fit(model)
+    assert [m.fold for m in fit.members] == [None, 0, 1] and fit.folds is not None
+
+
 def test_epistasis_command_writes_the_scan(tmp_path):
     """``gwaslift epistasis`` writes what :func:`gwaslift.pair_scan` returns, with PCs as covariates."""
     from gwaslift import pair_scan, pca, read_pheno, read_plink

@@ -16,8 +16,8 @@ import torch
 
 import gwaslift
 from gwaslift import InputError
-from gwaslift.deep import (DeepFit, Split, decode_packed_torch, iter_fit_batches, load_fit, make_split, refit,
-                           select, train)
+from gwaslift.deep import (DeepFit, Split, decode_packed_torch, fold_split, iter_fit_batches, load_fit,
+                           make_folds, make_split, refit, select, train)
 from gwaslift.io.packed import decode_dosage
 
 N, M = 600, 300
@@ -353,6 +353,87 @@ def test_train_with_refit_seeds_runs_the_protocol(cohort):
     assert [m.role for m in fit.members] == ["grid", "grid", "refit", "refit"]
     assert fit.selected == select(fit) and all(m.config == fit.selected for m in fit.members_by_role("refit"))
     assert [m.seed for m in fit.members_by_role("refit")] == [5, 6]
+
+
+# ----------------------------------------------------------------------------- cross-fitted refits
+def test_make_folds_partition_seeded_stratified():
+    y = np.r_[np.zeros(301), np.ones(99), np.full(8, np.nan)]
+    f = make_folds(y, 5, seed=2)
+    assert f.dtype == np.int64 and (f[np.isnan(y)] == -1).all() and set(f[~np.isnan(y)]) == set(range(5))
+    sizes = np.bincount(f[f >= 0])
+    assert sizes.max() - sizes.min() <= 1 and sizes.sum() == 400
+    for k in range(5):  # each fold keeps the case fraction (99 cases dealt round-robin: 19 or 20)
+        assert (y[f == k] == 1).sum() in (19, 20)
+    assert np.array_equal(f, make_folds(y, 5, seed=2)) and not np.array_equal(f, make_folds(y, 5, seed=3))
+    s = fold_split(f, 3)
+    assert np.array_equal(s.early_stop, np.flatnonzero(f == 3)) and s.validation.size == 0
+    assert np.array_equal(np.sort(np.r_[s.train, s.early_stop]), np.flatnonzero(~np.isnan(y)))
+    with pytest.raises(InputError, match="at least 2 folds"):
+        make_folds(y, 1)
+
+
+@pytest.fixture(scope="module")
+def cross_fit(cohort, grid_fit):
+    return refit(_geno(cohort), cohort[2], grid_fit, seeds=[5, 6, 7], cross_fit=True)
+
+
+def test_cross_fitted_refit_trains_each_seed_on_the_other_folds(cohort, grid_fit, cross_fit):
+    """Seed j early-stops on fold j and trains on the rest of the fit's samples, with the fit's centre."""
+    from dataclasses import replace
+
+    g, y = _geno(cohort), cohort[2]
+    pool = np.sort(np.r_[grid_fit.split.train, grid_fit.split.early_stop, grid_fit.split.validation])
+    folds = cross_fit.folds
+    assert grid_fit.folds is None and np.array_equal(np.flatnonzero(folds >= 0), pool)
+    new = cross_fit.members_by_role("refit")
+    assert [(m.seed, m.fold) for m in new] == [(5, 0), (6, 1), (7, 2)]
+    assert cross_fit.center is grid_fit.center and cross_fit.split is grid_fit.split
+    for m in new:
+        assert np.isnan(m.metrics["val_loglik"])
+        # its recorded early-stopping loss is the BCE of its saved weights on fold j, computed here
+        es = np.flatnonzero(folds == m.fold)
+        pos, x, _ = next(iter_fit_batches(cross_fit, g, es, batch_size=len(es)))
+        assert len(pos) == len(es)
+        with torch.no_grad():
+            f = m.model(x)[:, 0].double()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(f, torch.as_tensor(y[pos]))
+        assert m.metrics["es_loss"] == pytest.approx(float(bce), rel=1e-5)
+    # and it is the member a plain refit on that fold's split gives, bit for bit
+    j = 1
+    alone = refit(g, y, replace(grid_fit, split=fold_split(folds, j)), seeds=[6]).members[-1]
+    assert _weights_equal(alone, new[j]) and alone.metrics["es_loss"] == new[j].metrics["es_loss"]
+    # null refits of a cross-fitted fit reuse its folds; another number of seeds cannot
+    perm = np.random.default_rng(0).permutation(y)
+    null = refit(g, perm, cross_fit, seeds=[5, 6, 7], role="null")
+    assert [m.fold for m in null.members_by_role("null")] == [0, 1, 2] and null.folds is folds
+    with pytest.raises(InputError, match="3 folds"):
+        refit(g, perm, cross_fit, seeds=[5, 6], role="null")
+    assert refit(g, perm, cross_fit, seeds=[5], role="null", cross_fit=False).members[-1].fold is None
+    # decoy refits follow the fit's folds too (same training samples as the members they calibrate)
+    from gwaslift.attribution import attribution_decoys
+
+    dec = attribution_decoys(g, y, cross_fit, n_decoys=20, seeds=[5, 6, 7], samples="all", device="cpu")
+    assert dec.metrics["fold"].tolist() == [0, 1, 2]
+
+
+def test_cross_fitted_fit_round_trips_and_resumes(tmp_path, cohort, grid_fit, cross_fit):
+    cross_fit.save(tmp_path / "fit")
+    back = load_fit(tmp_path / "fit")
+    np.testing.assert_array_equal(back.folds, cross_fit.folds)
+    assert [m.fold for m in back.members] == [m.fold for m in cross_fit.members]
+    for a, b in zip(cross_fit.members, back.members):
+        assert _weights_equal(a, b)
+    # checkpoints per fold: a rerun trains nothing and gives the same members
+    ck = tmp_path / "ck"
+    first = refit(_geno(cohort), cohort[2], grid_fit, seeds=[5, 6, 7], cross_fit=True, checkpoint_dir=ck)
+    again = []
+    second = refit(_geno(cohort), cohort[2], grid_fit, seeds=[5, 6, 7], cross_fit=True, checkpoint_dir=ck,
+                   on_member_done=again.append)
+    assert not again and sorted(p.name for p in ck.iterdir()) == ["fold0", "fold1", "fold2"]
+    for a, b, c in zip(first.members, second.members, cross_fit.members):
+        assert _weights_equal(a, b) and _weights_equal(a, c) and a.fold == b.fold
+    with pytest.raises(InputError, match="refit_seeds"):
+        train(_geno(cohort), cohort[2], cross_fit=True, **FAST)
 
 
 # ----------------------------------------------------------------------------- bf16 first layer

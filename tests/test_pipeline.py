@@ -138,3 +138,18 @@ def test_permutation_null_still_available(tmp_path):
     assert "deeplift_p" in a.table and "deeplift_decoy_fit" not in a.table
     with pytest.raises(InputError, match="null must be"):
         gwaslift.analyze(sim.prefix, sim.paths["pheno"], null="bogus", **SMALL_RUN)
+
+
+def test_cross_fitted_refits_and_their_decoy_fits(tmp_path):
+    """``cross_fit=True``: the refits and the decoy refits of the selected model share one set
+    of folds (one per refit seed), and the report says how the refits were trained."""
+    sim = hao(400, 60, trait="quantitative", seed=3, out=tmp_path / "sim")
+    a = gwaslift.analyze(sim.prefix, sim.paths["pheno"], cross_fit=True, out=tmp_path / "out",
+                         **{**SMALL_RUN, "l1": [1.0], "seeds": [0], "refit_seeds": [1, 2, 3]})
+    fit = a.models
+    assert fit.folds is not None and set(np.unique(fit.folds)) <= {-1, 0, 1, 2}
+    assert [m.fold for m in fit.members_by_role("refit")] == [0, 1, 2]
+    assert a.scores.deeplift_p.between(0, 1).all()
+    assert "cross-fitted" in (tmp_path / "out" / "report.md").read_text()
+    back = gwaslift.load(tmp_path / "out")
+    np.testing.assert_array_equal(back.models.folds, fit.folds)

@@ -7,7 +7,8 @@ On disk (``DeepFit.save(dir)``)::
                           (config, seed, role, metrics, weight file + sha256)
     dir/variants.tsv      chrom, pos, snp, a1, a2 (A1 = .bim column 5 = counted allele)
     dir/samples.tsv       fid, iid of the genotypes' samples (split positions index these)
-    dir/arrays.pt         center, split positions, covariate mean/scale (plain tensors)
+    dir/arrays.pt         center, split positions, covariate mean/scale, and the folds of
+                          cross-fitted refits when there are any (plain tensors)
     dir/members/NNN.pt    each member's state_dict (plain tensors)
 
 Tensor files are written with ``torch.save`` of a dict of tensors and read back with
@@ -80,6 +81,45 @@ def make_split(y, seed: int = 0, fractions=(0.5, 0.25, 0.25), stratify: bool | N
     return Split(*(np.sort(np.concatenate(p)) if p else np.empty(0, np.int64) for p in parts))
 
 
+def make_folds(y, k: int, seed: int = 0, stratify: bool | None = None) -> np.ndarray:
+    """Seeded partition of the samples with a non-missing ``y`` into ``k`` folds.
+
+    Returns int64 (n_samples,): the fold (0..k-1) of each sample, -1 where ``y`` is NaN.
+    ``stratify`` (default: when ``y`` is binary 0/1) deals cases and controls out
+    separately, so every fold keeps the case fraction; fold sizes differ by at most one per
+    stratum. Used by cross-fitted refits (:func:`gwaslift.deep.refit` with
+    ``cross_fit=True``) through :func:`fold_split`.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    k = int(k)
+    ok = np.flatnonzero(~np.isnan(y))
+    if k < 2:
+        raise InputError(f"cross-fitting needs at least 2 folds (one refit seed per fold), got {k}")
+    if len(ok) < 2 * k:
+        raise InputError(f"{len(ok)} samples cannot be split into {k} folds of at least 2 samples")
+    if stratify is None:
+        stratify = bool(np.all(np.isin(y[ok], (0.0, 1.0))))
+    rng = np.random.default_rng(seed)
+    folds = np.full(y.shape[0], -1, np.int64)
+    start = 0
+    for s in ([ok[y[ok] == v] for v in np.unique(y[ok])] if stratify else [ok]):
+        # continue the round-robin across strata so that fold sizes stay within one overall
+        folds[rng.permutation(s)] = (start + np.arange(len(s))) % k
+        start += len(s)
+    return folds
+
+
+def fold_split(folds: np.ndarray, fold: int) -> Split:
+    """The split of a cross-fitted member: train on every other fold, early-stop on ``fold``.
+
+    There are no validation samples: the held-out fold is the early-stopping set, so the
+    member's ``val_loglik`` is NaN (model selection happens on the grid's split).
+    """
+    folds = np.asarray(folds, dtype=np.int64)
+    return Split(np.flatnonzero((folds >= 0) & (folds != fold)), np.flatnonzero(folds == fold),
+                 np.empty(0, np.int64))
+
+
 @dataclass
 class Member:
     """One trained network: ``config`` (keys 'hidden' (h1, h2), 'l1', 'lr'), the init ``seed``,
@@ -87,13 +127,16 @@ class Member:
     ('val_loglik' = mean per-sample validation log-likelihood, 'val_loglik_constant' of the
     constant model, 'es_loss', 'train_loss', 'epochs', 'best_epoch', 'n_nonzero_snps', ...)
     and its ``role``: 'grid' (model search), 'refit' (fresh seeds of the selected
-    configuration) or 'null' (fits to a permuted phenotype)."""
+    configuration), 'null' (fits to a permuted phenotype) or 'decoy'. ``fold`` is None for a
+    member trained on the fit's split, else the fold of ``DeepFit.folds`` it early-stopped
+    on (a cross-fitted refit, trained on all the other folds: :func:`fold_split`)."""
 
     config: dict
     seed: int
     model: GenotypeMLP
     metrics: dict = field(default_factory=dict)
     role: str = "grid"
+    fold: int | None = None
 
     @property
     def key(self) -> str:
@@ -126,7 +169,9 @@ class DeepFit:
     ``covar_names``; ``split`` indexes ``samples`` (fid, iid of the genotypes passed to
     ``train``); ``y_mean`` / ``y_scale`` standardize a quantitative trait (0 / 1 for a binary
     one: the network's output is the logit); ``selected`` is the chosen configuration (or
-    None); ``config`` holds the training options.
+    None); ``config`` holds the training options. ``folds`` (int64, one per sample, -1 =
+    in no fold) is set once a cross-fitted refit has been made (:func:`make_folds`); the
+    members with a ``fold`` were trained on the other folds, all with the same ``center``.
     """
 
     members: list
@@ -142,6 +187,7 @@ class DeepFit:
     y_scale: float = 1.0
     selected: dict | None = None
     config: dict = field(default_factory=dict)
+    folds: np.ndarray | None = None
 
     @property
     def n_snps(self) -> int:
@@ -157,7 +203,7 @@ class DeepFit:
         for m in self.members:
             h1, h2 = m.config["hidden"]
             rows.append({"role": m.role, "h1": h1, "h2": h2, "l1": m.config["l1"], "lr": m.config["lr"],
-                         "seed": m.seed, **m.metrics})
+                         "seed": m.seed, "fold": -1 if m.fold is None else int(m.fold), **m.metrics})
         return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------ saving
@@ -178,13 +224,16 @@ class DeepFit:
             "covar_mean": torch.as_tensor(np.asarray(self.covar_mean, dtype=np.float64).reshape(-1)),
             "covar_scale": torch.as_tensor(np.asarray(self.covar_scale, dtype=np.float64).reshape(-1)),
         }
+        if self.folds is not None:
+            arrays["folds"] = torch.as_tensor(np.asarray(self.folds, dtype=np.int64))
         _save_tensors(d / "arrays.pt", arrays)
         members = []
         for i, m in enumerate(self.members):
             name = f"members/{i:03d}.pt"
             save_member_weights(d / name, m.model)
             members.append({"config": config_json(m.config), "seed": int(m.seed), "role": m.role,
-                            "metrics": m.metrics, "file": name})
+                            "metrics": m.metrics, "file": name,
+                            "fold": None if m.fold is None else int(m.fold)})
         for name in ["variants.tsv", "samples.tsv", "arrays.pt"] + [m["file"] for m in members]:
             hashes[name] = _sha256(d / name)
         meta = {
@@ -232,13 +281,20 @@ class DeepFit:
                 raise InputError(f"center has shape {tuple(center.shape)}, expected ({meta['n_snps']},)", d / "arrays.pt")
             split = Split(arrays["split_train"].numpy(), arrays["split_early_stop"].numpy(),
                           arrays["split_validation"].numpy())
+            folds = arrays["folds"].numpy().astype(np.int64) if "folds" in arrays else None
+            if folds is not None and folds.shape != (len(samples),):
+                raise InputError(f"folds has shape {tuple(folds.shape)}, expected ({len(samples)},)", d / "arrays.pt")
             n_covar = len(meta["covar_names"])
             members = []
             for rec in meta["members"]:
                 cfg = config_from_json(rec["config"])
                 model = GenotypeMLP(meta["n_snps"], cfg["hidden"], n_covar)
                 load_member_weights(d / rec["file"], model)
-                members.append(Member(cfg, int(rec["seed"]), model, dict(rec["metrics"]), rec["role"]))
+                fold = rec.get("fold")  # absent in fits saved before cross-fitting existed
+                if fold is not None and (folds is None or not 0 <= int(fold) <= int(folds.max())):
+                    raise InputError(f"member {rec['file']} names fold {fold}, which the saved folds lack", fj)
+                members.append(Member(cfg, int(rec["seed"]), model, dict(rec["metrics"]), rec["role"],
+                                      None if fold is None else int(fold)))
         except InputError:
             raise
         except (KeyError, TypeError, ValueError, pd.errors.ParserError) as exc:
@@ -249,7 +305,7 @@ class DeepFit:
             split=split, samples=samples, trait=meta["trait"], y_mean=meta["y_mean"],
             y_scale=meta["y_scale"],
             selected=config_from_json(meta["selected"]) if meta["selected"] else None,
-            config=meta["config"],
+            config=meta["config"], folds=folds,
         )
 
 

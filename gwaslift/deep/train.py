@@ -75,8 +75,8 @@ from .._util import atomic_path, progress_bar
 from ..errors import InputError
 from ..io.packed import unpack_codes
 from .data import check_variants, iter_batches, packed_nbytes, stage
-from .fit import (DeepFit, Member, Split, VARIANT_COLUMNS, _sha256, config_json,
-                  load_member_weights, make_split, member_key, save_member_weights)
+from .fit import (DeepFit, Member, Split, VARIANT_COLUMNS, _sha256, config_json, fold_split,
+                  load_member_weights, make_folds, make_split, member_key, save_member_weights)
 from .network import GenotypeMLP
 
 #: training options and their defaults (stored in DeepFit.config)
@@ -453,10 +453,13 @@ def _validation_metrics(data, models, states, split, trait, y, bs):
     """Validation log-likelihood (mean per sample) of each model and of the constant model."""
     yv = y[split.validation]
     ytr = y[split.train]
-    f = _predict(data, models, split.validation, bs)
+    # a cross-fitted member has no validation samples (fold_split): its log-likelihoods are NaN
+    f = _predict(data, models, split.validation, bs) if len(yv) else np.full((len(models), 0), np.nan)
     out = []
     for k, ms in enumerate(states):
-        if trait == "binary":
+        if not len(yv):
+            ll = ll0 = math.nan
+        elif trait == "binary":
             ll = float(np.mean(yv * -np.logaddexp(0, -f[k]) + (1 - yv) * -np.logaddexp(0, f[k])))
             p = ytr.mean()
             ll0 = float(np.mean(yv * np.log(p) + (1 - yv) * np.log1p(-p)))
@@ -505,7 +508,7 @@ class _Checkpoints:
             with atomic_path(man) as tmp:
                 tmp.write_text(json.dumps({"fingerprint": fingerprint}))
 
-    def load(self, key, config, seed, role, n_snps, n_covar):
+    def load(self, key, config, seed, role, n_snps, n_covar, fold=None):
         if self.dir is None or not (self.dir / f"{key}.json").exists():
             return None
         js = self.dir / f"{key}.json"
@@ -518,7 +521,7 @@ class _Checkpoints:
             raise InputError("checkpoint weights missing or corrupt (checksum mismatch)", pt)
         model = GenotypeMLP(n_snps, config["hidden"], n_covar)
         load_member_weights(pt, model)
-        return Member(config, int(seed), model, dict(rec["metrics"]), role)
+        return Member(config, int(seed), model, dict(rec["metrics"]), role, fold)
 
     def save(self, member: Member):
         if self.dir is None:
@@ -546,8 +549,9 @@ def _grid(hidden, l1, lr):
 
 def _fit_members(genotypes, y, trait, cov_arr, covar_names, split, center, covar_mean, covar_scale,
                  y_mean, y_scale, specs, opts, device, checkpoint_dir, progress, resident,
-                 max_device_bytes, on_member_done, stacked=None):
-    """Train (or load from checkpoints) the members ``specs`` = [(config, seed, role)]."""
+                 max_device_bytes, on_member_done, stacked=None, fold=None):
+    """Train (or load from checkpoints) the members ``specs`` = [(config, seed, role)] on
+    ``split`` (``fold``: recorded in each member, see :class:`Member`)."""
     n_covar = len(covar_names)
     ys = (y - y_mean) / y_scale
     cov_std = ((cov_arr - covar_mean) / covar_scale).astype(np.float32) if cov_arr is not None else None
@@ -556,7 +560,7 @@ def _fit_members(genotypes, y, trait, cov_arr, covar_names, split, center, covar
     done = {}
     todo = []
     for cfg, seed, role in specs:
-        m = ckpt.load(member_key(cfg, seed, role), cfg, seed, role, genotypes.n_variants, n_covar)
+        m = ckpt.load(member_key(cfg, seed, role), cfg, seed, role, genotypes.n_variants, n_covar, fold)
         if m is not None:
             done[member_key(cfg, seed, role)] = m
         else:
@@ -581,7 +585,7 @@ def _fit_members(genotypes, y, trait, cov_arr, covar_names, split, center, covar
             metrics = _validation_metrics(data, models, finished, split, trait, ys, int(opts["batch_size"]))
             for ms, net, met in zip(finished, models, metrics):
                 met["precision"] = opts.get("precision", "float32")  # of the first-layer products
-                member = Member(ms.config, ms.seed, net, met, ms.role)
+                member = Member(ms.config, ms.seed, net, met, ms.role, fold)
                 done[member.key] = member
                 ckpt.save(member)
                 if on_member_done is not None:
@@ -600,7 +604,7 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
           optimizer: str = "adam", l1_mode: str = "proximal", l1_warmup: int = 0, pos_weight=None,
           trait: str | None = None, shuffle_seed: int = 0, refit_seeds=None, checkpoint_dir=None, progress=None, resident=None,
           max_device_bytes: int | None = None, on_member_done=None, stacked: bool | None = None,
-          precision: str = "float32") -> DeepFit:
+          precision: str = "float32", cross_fit: bool = False) -> DeepFit:
     """Train every (configuration, seed) pair of the grid; optionally select and refit.
 
     Parameters
@@ -662,6 +666,8 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
         SNP products (forward and weight gradient) take bfloat16 operands, the rest stays
         float32 (module docstring). Stored in ``fit.config["precision"]`` and in each
         member's ``metrics["precision"]``.
+    cross_fit
+        With ``refit_seeds``: cross-fitted refits, one fold per refit seed (see :func:`refit`).
 
     Returns
     -------
@@ -684,6 +690,8 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
     if pos_weight is not None and pos_weight != "balanced" and not float(pos_weight) > 0:
         raise InputError("pos_weight must be None, 'balanced' or a positive number")
     _check_precision(precision)
+    if cross_fit and refit_seeds is None:
+        raise InputError("cross_fit applies to the refits: pass refit_seeds too")
     if int(l1_warmup) < 0:
         raise InputError(f"l1_warmup must be >= 0 epochs, got {l1_warmup}")
     opts = dict(DEFAULTS, epochs=int(epochs), patience=int(patience), batch_size=int(batch_size),
@@ -714,7 +722,8 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
         fit = refit(genotypes, phenotype, fit, seeds=refit_seeds, covariates=covariates, device=device,
                     precision=precision,
                     checkpoint_dir=checkpoint_dir, progress=progress, resident=resident,
-                    max_device_bytes=max_device_bytes, on_member_done=on_member_done, stacked=stacked)
+                    max_device_bytes=max_device_bytes, on_member_done=on_member_done, stacked=stacked,
+                    cross_fit=cross_fit)
     return fit
 
 
@@ -750,7 +759,8 @@ def select(fit: DeepFit, role: str = "grid") -> dict:
 
 def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "refit", config: dict | None = None,
           covariates=None, device="auto", checkpoint_dir=None, progress=None, resident=None,
-          max_device_bytes=None, on_member_done=None, stacked=None, precision: str | None = None) -> DeepFit:
+          max_device_bytes=None, on_member_done=None, stacked=None, precision: str | None = None,
+          cross_fit: bool | None = None, fold_seed: int = 0) -> DeepFit:
     """Train ``config`` (default ``fit.selected`` or :func:`select`) again with ``seeds``.
 
     Same split, centering, covariate scaling and training options as ``fit``; ``phenotype``
@@ -759,6 +769,21 @@ def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "r
     from the fit's; each new member records its own in ``metrics["precision"]`` while
     ``fit.config`` keeps the grid's. Returns a new DeepFit holding ``fit``'s members
     followed by the new ones (role ``role``).
+
+    ``cross_fit=True`` (not the paper's protocol; None, the default, means True when ``fit``
+    has folds already, so that null and decoy refits of a cross-fitted fit are trained the
+    way its members were): the samples of the fit's split (train,
+    early stopping and validation together) are dealt into ``k = len(seeds)`` folds
+    (:func:`~gwaslift.deep.fit.make_folds`, seed ``fold_seed``, stratified for a binary
+    trait; ``fit.folds`` when the fit already has folds, e.g. for null or decoy refits of a
+    cross-fitted fit), and the j-th seed trains on every fold but fold j and early-stops on
+    fold j. Why: the paper's refits all train on the same 50% of the samples, while a
+    per-SNP GWAS uses all of them; across k cross-fitted members every sample is trained on
+    (k - 1) / k of the time (80% each for five seeds), which is what the mean score over the
+    members sees. The centre, the covariate scaling and the options stay the fit's, so the
+    mean-genotype reference is the same for every member. Cross-fitted members have no
+    validation samples (``val_loglik`` NaN): select on the grid first. Each fold's members
+    checkpoint under ``checkpoint_dir/fold<j>``.
     """
     check_variants(fit.variants, genotypes)
     if len(genotypes.samples) != len(fit.samples) or not np.array_equal(
@@ -776,13 +801,42 @@ def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "r
     if precision is not None:
         _check_precision(precision)
         opts["precision"] = precision
-    new = _fit_members(genotypes, y, trait, cov_arr, names, fit.split, fit.center, fit.covar_mean,
-                       fit.covar_scale, fit.y_mean, fit.y_scale, specs, opts, resolve_device(device),
-                       checkpoint_dir, progress, resident, max_device_bytes, on_member_done, stacked)
+    common = (fit.center, fit.covar_mean, fit.covar_scale, fit.y_mean, fit.y_scale)
+    folds = fit.folds
+    if cross_fit is None:
+        cross_fit = folds is not None
+    if not cross_fit:
+        new = _fit_members(genotypes, y, trait, cov_arr, names, fit.split, *common, specs, opts,
+                           resolve_device(device), checkpoint_dir, progress, resident, max_device_bytes,
+                           on_member_done, stacked)
+    else:
+        folds = _refit_folds(fit, y, len(specs), fold_seed)
+        new = []
+        for j, spec in enumerate(specs):
+            ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{j}"
+            new += _fit_members(genotypes, y, trait, cov_arr, names, fold_split(folds, j), *common, [spec],
+                                opts, resolve_device(device), ckpt, progress, resident, max_device_bytes,
+                                on_member_done, stacked, fold=j)
     return DeepFit(members=list(fit.members) + new, variants=fit.variants, center=fit.center,
                    covar_names=fit.covar_names, covar_mean=fit.covar_mean, covar_scale=fit.covar_scale,
                    split=fit.split, samples=fit.samples, trait=fit.trait, y_mean=fit.y_mean, y_scale=fit.y_scale,
-                   selected=cfg if role == "refit" else fit.selected, config=fit.config)
+                   selected=cfg if role == "refit" else fit.selected, config=fit.config, folds=folds)
+
+
+def _refit_folds(fit: DeepFit, y: np.ndarray, k: int, fold_seed: int) -> np.ndarray:
+    """The fit's folds (checked against ``k`` and its split), or new ones over its split's samples."""
+    pool = np.concatenate([fit.split.train, fit.split.early_stop, fit.split.validation])
+    if fit.folds is not None:
+        folds = np.asarray(fit.folds, dtype=np.int64)
+        if int(folds.max()) + 1 != k:
+            raise InputError(f"this fit was cross-fitted with {int(folds.max()) + 1} folds; a cross-fitted "
+                             f"refit of it needs as many seeds, got {k}")
+        if not np.array_equal(np.sort(np.flatnonzero(folds >= 0)), np.sort(pool)):
+            raise InputError("the fit's folds do not cover the samples of its split")
+        return folds
+    y_pool = np.full(len(y), np.nan)
+    y_pool[pool] = y[pool]
+    return make_folds(y_pool, k, fold_seed, stratify=(fit.trait == "binary"))
 
 
 def train_select_refit(genotypes, phenotype, refit_seeds=range(5, 10), **kwargs) -> DeepFit:
