@@ -465,7 +465,7 @@ def summarize(per: pd.DataFrame) -> pd.DataFrame:
 
 def is_paper_protocol(cfg: dict, paper: dict) -> bool:
     keys = ("n_samples", "n_snps", "n_causal", "a", "seeds", "grid", "grid_seeds", "refit_seeds", "epochs")
-    model = ("l1_warmup", "deep_pcs", "screen", "cross_fit")  # changes to the paper's model
+    model = ("l1_warmup", "deep_pcs", "screen", "cross_fit", "deeplift_samples")  # changes to the paper's model
     return all(cfg[k] == paper[k] for k in keys) and all(cfg.get(k, 0) == paper.get(k, 0) for k in model)
 
 
@@ -617,6 +617,8 @@ def parse_args(argv=None):
     p.add_argument("--deep-pcs", type=int, help="PCs fed to the network as unpenalized inputs (0 = none, the paper)")
     p.add_argument("--screen", type=int, help="K: the network sees only the SNPs of the K strongest pairs of a "
                    "pairwise scan and the K strongest per-SNP tests, on the training split (0 = all SNPs, the paper)")
+    p.add_argument("--deeplift-samples", choices=("validation", "all"),
+                   help="samples DeepLIFT scores (default: config.json, the validation split; cross-fit: all)")
     p.add_argument("--cross-fit", action="store_true", default=None,
                    help="cross-fitted refits, one fold per refit seed (gwaslift.deep.refit cross_fit; not the paper)")
     p.add_argument("--cache", default=str(HERE / "cache"))
@@ -633,7 +635,7 @@ def config_from_args(args) -> tuple[dict, dict]:
                       ("seeds", "seeds"), ("traits", "traits"), ("grid", "grid"), ("grid_seeds", "grid_seeds"),
                       ("refit_seeds", "refit_seeds"), ("epochs", "epochs"), ("patience", "patience"), ("lr", "lr"),
                       ("l1_warmup", "l1_warmup"), ("deep_pcs", "deep_pcs"), ("screen", "screen"),
-                      ("cross_fit", "cross_fit")):
+                      ("cross_fit", "cross_fit"), ("deeplift_samples", "deeplift_samples")):
         v = getattr(args, flag)
         if v is not None:
             cfg[key] = v
