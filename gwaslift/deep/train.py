@@ -770,14 +770,12 @@ def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "r
     ``fit.config`` keeps the grid's. Returns a new DeepFit holding ``fit``'s members
     followed by the new ones (role ``role``).
 
-    ``cross_fit=True`` (not the paper's protocol; None, the default, means True when ``fit``
-    has folds already, so that null and decoy refits of a cross-fitted fit are trained the
-    way its members were): the samples of the fit's split (train,
+    ``cross_fit=True`` (not the paper's protocol): the samples of the fit's split (train,
     early stopping and validation together) are dealt into ``k = len(seeds)`` folds
     (:func:`~gwaslift.deep.fit.make_folds`, seed ``fold_seed``, stratified for a binary
-    trait; ``fit.folds`` when the fit already has folds, e.g. for null or decoy refits of a
-    cross-fitted fit), and the j-th seed trains on every fold but fold j and early-stops on
-    fold j. Why: the paper's refits all train on the same 50% of the samples, while a
+    trait), and the j-th seed trains on every fold but fold j and early-stops on fold j. A
+    fit that has folds already keeps them, and ``cross_fit=None`` (the default) then means
+    True, so that null and decoy refits of a cross-fitted fit train as its members did. Why: the paper's refits all train on the same 50% of the samples, while a
     per-SNP GWAS uses all of them; across k cross-fitted members every sample is trained on
     (k - 1) / k of the time (80% each for five seeds), which is what the mean score over the
     members sees. The centre, the covariate scaling and the options stay the fit's, so the
