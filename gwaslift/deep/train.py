@@ -775,8 +775,9 @@ def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "r
     (:func:`~gwaslift.deep.fit.make_folds`, seed ``fold_seed``, stratified for a binary
     trait), and the j-th seed trains on every fold but fold j and early-stops on fold j. A
     fit that has folds already keeps them, and ``cross_fit=None`` (the default) then means
-    True, so that null and decoy refits of a cross-fitted fit train as its members did. Why: the paper's refits all train on the same 50% of the samples, while a
-    per-SNP GWAS uses all of them; across k cross-fitted members every sample is trained on
+    True, so that null and decoy refits of a cross-fitted fit train as its members did.
+    Why: the paper's refits all train on the same 50% of the samples, while a per-SNP GWAS
+    uses all of them; across k cross-fitted members every sample is trained on
     (k - 1) / k of the time (80% each for five seeds), which is what the mean score over the
     members sees. The centre, the covariate scaling and the options stay the fit's, so the
     mean-genotype reference is the same for every member. Cross-fitted members have no
@@ -800,21 +801,21 @@ def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "r
         _check_precision(precision)
         opts["precision"] = precision
     common = (fit.center, fit.covar_mean, fit.covar_scale, fit.y_mean, fit.y_scale)
+    dev = resolve_device(device)
     folds = fit.folds
     if cross_fit is None:
         cross_fit = folds is not None
     if not cross_fit:
-        new = _fit_members(genotypes, y, trait, cov_arr, names, fit.split, *common, specs, opts,
-                           resolve_device(device), checkpoint_dir, progress, resident, max_device_bytes,
-                           on_member_done, stacked)
+        new = _fit_members(genotypes, y, trait, cov_arr, names, fit.split, *common, specs, opts, dev,
+                           checkpoint_dir, progress, resident, max_device_bytes, on_member_done, stacked)
     else:
         folds = _refit_folds(fit, y, len(specs), fold_seed)
         new = []
         for j, spec in enumerate(specs):
             ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{j}"
             new += _fit_members(genotypes, y, trait, cov_arr, names, fold_split(folds, j), *common, [spec],
-                                opts, resolve_device(device), ckpt, progress, resident, max_device_bytes,
-                                on_member_done, stacked, fold=j)
+                                opts, dev, ckpt, progress, resident, max_device_bytes, on_member_done,
+                                stacked, fold=j)
     return DeepFit(members=list(fit.members) + new, variants=fit.variants, center=fit.center,
                    covar_names=fit.covar_names, covar_mean=fit.covar_mean, covar_scale=fit.covar_scale,
                    split=fit.split, samples=fit.samples, trait=fit.trait, y_mean=fit.y_mean, y_scale=fit.y_scale,
