@@ -82,12 +82,19 @@ def test_decode_packed_torch_matches_numpy(dummy_bfile):
         decode_packed_torch(torch.from_numpy(rows), n, np.array([n]))
 
 
+@pytest.mark.parametrize("kernel", ["numba", "torch"])
 @pytest.mark.parametrize("v", [4000, 4001, 4002, 4003, 3, 1])
-def test_decode_centred_bitwise_equals_nan_to_num(v):
-    """The blocked table decode (one (256, 8) gather + addcmul, split over threads for big
-    batches) gives bitwise nan_to_num(dosage - center, nan=0) for every v % 4, with missing
-    calls, repeated / unordered rows."""
+def test_decode_centred_bitwise_equals_nan_to_num(v, kernel, monkeypatch):
+    """Both CPU decodes -- the numba pass, and the blocked table decode (one (256, 8) gather +
+    addcmul, split over threads for big batches) used without numba -- give bitwise
+    nan_to_num(dosage - center, nan=0) for every v % 4, with missing calls, repeated /
+    unordered rows."""
+    from gwaslift.deep import optim
     from gwaslift.deep.data import decode_centred
+
+    assert optim.available()  # numba is a dependency: the fast path must really be under test
+    if kernel == "torch":
+        monkeypatch.setattr(optim, "available", lambda: False)
     from gwaslift.io.packed import BYTE_TO_DOSAGE
 
     rng = np.random.default_rng(v)
@@ -537,3 +544,83 @@ def test_l1_warmup_keeps_a_strong_penalty_from_killing_the_layer(cohort):
     assert warm_fit.config["l1_warmup"] == 10
     with pytest.raises(InputError, match="l1_warmup"):
         train(g, y, l1=[1.0], seeds=[0], l1_warmup=-1, **kw)
+
+
+# ----------------------------------------------------------------------------- fused CPU step
+def _torch_op_step(w, g, m, v, t, lr, lam, betas=(0.9, 0.999), eps=1e-8):
+    """The reference: train._adam_ then the soft threshold, as torch ops (the CUDA path)."""
+    from gwaslift.deep.train import _adam_, _soft_threshold_
+
+    d = _adam_(w, g.float(), m, v, t, lr, betas, eps)
+    if lam:
+        _soft_threshold_(w, d.reciprocal_().mul_(lr * lam))
+
+
+def _float64_step(w, g, m, v, t, lr, lam, b1=0.9, b2=0.999, eps=1e-8):
+    w, g, m, v = (x.double() for x in (w, g, m, v))
+    m = m + (1 - b1) * (g - m)
+    v = b2 * v + (1 - b2) * g * g
+    d = torch.sqrt(v / (1 - b2 ** t)) + eps
+    w = w - lr / (1 - b1 ** t) * m / d
+    return torch.sign(w) * torch.clamp(w.abs() - lr * lam / d, min=0), m, v
+
+
+# the serial build (small layers) and the parallel one (first layers, float32 or bf16 gradients)
+@pytest.mark.parametrize("n,gdtype", [(5_000, torch.float32), (300_000, torch.float32), (300_000, torch.bfloat16)])
+@pytest.mark.parametrize("t,lam", [(1, 0.0), (7, 2e-3), (300, 2e-3), (300, 0.0)])
+def test_fused_prox_adam_equals_the_torch_op_step(n, gdtype, t, lam):
+    """optim.prox_adam_ (one numba pass) against the torch-op step: Adam moments bitwise equal;
+    weights equal but for an ulp in < 1% of them (torch's vectorized sqrt is not correctly
+    rounded); exact zeros the same but for weights within an ulp of the threshold; within
+    float32 rounding of a float64 evaluation; the bf16 copy bitwise torch's rounding."""
+    from gwaslift.deep import optim
+
+    assert (n >= optim.PARALLEL_MIN) == (n == 300_000)
+    gen = torch.Generator().manual_seed(t)
+    w0 = torch.randn(n, generator=gen) * 0.01
+    m0 = torch.randn(n, generator=gen) * 1e-4
+    v0 = torch.rand(n, generator=gen) * 1e-7
+    g = (torch.randn(n, generator=gen) * 1e-3).to(gdtype)
+    lr = 3e-3
+    w1, m1, v1 = w0.clone(), m0.clone(), v0.clone()
+    _torch_op_step(w1, g, m1, v1, t, lr, lam)
+    w2, m2, v2 = w0.clone(), m0.clone(), v0.clone()
+    wb = torch.empty(n, dtype=torch.bfloat16)
+    optim.prox_adam_(w2, g, m2, v2, t, lr, lam, (0.9, 0.999), 1e-8, wb)
+    assert torch.equal(m1, m2) and torch.equal(v1, v2)
+    assert not torch.equal(w2, w0)
+    differ = w1 != w2
+    assert float(differ.float().mean()) < 0.01
+    # an ulp in the denominator d moves w by an ulp of the Adam step or of the threshold
+    d = torch.sqrt(v1.double() / (1 - 0.999 ** t)) + 1e-8
+    scale = w0.abs() + lr / (1 - 0.9 ** t) * m1.abs() / d + lr * lam / d
+    both = differ & (w1 != 0) & (w2 != 0)
+    assert bool(((w1 - w2).abs()[both] <= 4 * 2.0 ** -24 * scale[both]).all())
+    assert int(((w1 == 0) != (w2 == 0)).sum()) <= max(1, n // 10_000)
+    if lam:
+        assert float((w2 == 0).float().mean()) > 0.05  # the threshold really acted
+    w64, m64, v64 = _float64_step(w0, g.float(), m0, v0, t, lr, lam)
+    assert float((m2.double() - m64).abs().max()) <= 1e-6 * float(m64.abs().max())
+    assert float((v2.double() - v64).abs().max()) <= 1e-6 * float(v64.abs().max())
+    assert float((w2.double() - w64).abs().max()) <= 1e-5 * float(w64.abs().max())
+    assert torch.equal(wb, w2.to(torch.bfloat16))
+
+
+def test_fused_cpu_training_matches_the_torch_op_path(cohort, grid_fit, bf16_fit, monkeypatch):
+    """The CPU default (fused step, numba decode) trains the same members as the torch-op
+    path (what runs on CUDA or without numba), float32 and bf16, to float tolerance: the same
+    stopping epochs, weights and validation log-likelihoods. The bf16 grid is stacked: its
+    members stop at different epochs, so the shrinking stack is covered."""
+    from gwaslift.deep import optim
+
+    assert optim.available()
+    monkeypatch.setattr(optim, "available", lambda: False)
+    kw = dict(l1=[0.01, 1.0, 2.0], seeds=[0, 1])
+    for fast, ref in ((grid_fit, train(_geno(cohort), cohort[2], **kw, **FAST)),
+                      (bf16_fit, train(_geno(cohort), cohort[2], precision="bf16", **kw, **FAST))):
+        for a, b in zip(fast.members, ref.members):
+            assert a.metrics["epochs"] == b.metrics["epochs"]
+            assert a.metrics["val_loglik"] == pytest.approx(b.metrics["val_loglik"], abs=1e-4)
+            for k, x in a.model.state_dict().items():
+                assert float((x - b.model.state_dict()[k]).abs().max()) < 1e-3, k
+    assert len({m.metrics["epochs"] for m in bf16_fit.members}) > 1

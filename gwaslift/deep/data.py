@@ -31,6 +31,7 @@ import torch
 
 from ..errors import InputError
 from ..io.packed import BYTE_TO_DOSAGE, CODE_TO_DOSAGE
+from . import optim
 
 #: A1 dosage of each 2-bit code (index = code), float32, NaN missing.
 _CODE_TO_DOSAGE_T = torch.from_numpy(CODE_TO_DOSAGE.copy())
@@ -140,9 +141,9 @@ def decode_centred_rows(rows: torch.Tensor, center: torch.Tensor) -> torch.Tenso
     """Centred inputs (b, v) float32 of packed sample-major rows (b, >= ceil(v / 4)) uint8.
 
     ``x[i, j] = dosage[i, j] - center[j]`` with missing -> 0; ``center`` float32 (v,),
-    finite. Bitwise equal to ``nan_to_num(dosage - center, nan=0)``. On the CPU the bytes
-    are decoded in cache-sized blocks straight into the output (split over the torch
-    threads by rows); elsewhere as one gather and one ``addcmul``.
+    finite. Bitwise equal to ``nan_to_num(dosage - center, nan=0)``. On the CPU one numba
+    pass (rows split over the threads; without numba: the bytes decoded in cache-sized blocks
+    straight into the output); elsewhere as one gather and one ``addcmul``.
     """
     v = center.shape[0]
     b = rows.shape[0]
@@ -150,6 +151,11 @@ def decode_centred_rows(rows: torch.Tensor, center: torch.Tensor) -> torch.Tenso
     bf = v // 4  # whole bytes; a last partial byte (v % 4 != 0) is decoded apart
     out = torch.empty((b, v), dtype=torch.float32, device=dev)
     if b == 0 or v == 0:
+        return out
+    if dev.type == "cpu" and optim.available():  # one numba pass (_cpu_kernels.py), ~10x the torch path
+        optim.set_threads()
+        from ._cpu_kernels import decode_centred as kernel
+        kernel(rows.contiguous().numpy(), center.contiguous().numpy(), CODE_TO_DOSAGE, out.numpy())
         return out
     cp = center[:4 * bf].view(bf, 4)
     out3 = out[:, :4 * bf].unflatten(1, (bf, 4))

@@ -39,8 +39,19 @@ and (``stacked=True``, the default on CUDA) their first layers are one stacked m
 product ``x @ [W1_1; W1_2; ...].T`` (one gradient GEMM back). On CPU the default runs one
 GEMM per member on the shared batch instead: same speed there, and it keeps a member's
 arithmetic bitwise the same alone or in any grid (BLAS may sum in another order for another
-total width; the tests check both: bitwise per member, to float tolerance stacked). The
-rest of each network and its Adam update always run per member on its own tensors.
+total width; the tests check both: bitwise per member, to float tolerance stacked). Stacked,
+the small layers (bias, covariates, h1 -> h2 -> 1) of each run of same-shaped members also
+run as batched products (``bmm``) instead of ~10 small ops per member. Each member keeps its
+own tensors and its own Adam state.
+
+The CPU step (``_step_fused``, with numba; optim.py): each member's first-layer Adam +
+soft threshold is one compiled pass over its weights, moments and gradient (in bf16 mode it
+also reads the bf16 gradient as is and writes the bf16 weights of the next forward), and
+its small layers, stored flat, take the same kernel once. It replaces ~13 torch passes per
+first layer; it is memory-bound, so it is the floor of what a step costs beside the products.
+Adam moments equal the torch-op path's bitwise and weights to an ulp (tests/test_deep.py).
+CUDA, ``optimizer="sgd"``, ``l1_mode="subgradient"`` and a missing numba keep the torch ops.
+The CPU decode of packed batches is a numba pass too (data.py), bitwise the torch decode.
 
 ``precision="bf16"``: the two first-layer products -- forward ``x @ W1.T`` and the weight
 gradient ``dZ1.T @ x`` -- take bfloat16 operands (the centred batch, W1 and dZ1 rounded to
@@ -77,6 +88,7 @@ from ..io.packed import unpack_codes
 from .data import check_variants, iter_batches, packed_nbytes, stage
 from .fit import (DeepFit, Member, Split, VARIANT_COLUMNS, _sha256, config_json, fold_split,
                   load_member_weights, make_folds, make_split, member_key, save_member_weights)
+from . import optim
 from .network import GenotypeMLP
 
 #: training options and their defaults (stored in DeepFit.config)
@@ -198,6 +210,9 @@ class _MState:
     v1: torch.Tensor
     m_small: dict = field(default_factory=dict)
     v_small: dict = field(default_factory=dict)
+    g1: torch.Tensor | None = None  # bf16 first-layer gradient for the fused update (else w1.grad)
+    flat_small: tuple | None = None  # (params, m, v, gradient buffer): flat storage of the small layers
+    arrays: tuple | None = None      # fused step: numpy views of w1, m1, v1 and flat_small
     best: dict | None = None
     best_loss: float = math.inf
     best_epoch: int = -1
@@ -213,11 +228,24 @@ def _init_member(n_snps, n_covar, config, seed, role, device):
         net = GenotypeMLP(n_snps, config["hidden"], n_covar)
     sd = {k: v.detach().to(device) for k, v in net.state_dict().items()}
     w1 = sd.pop("snp_linear.weight")
-    small = {k: v.clone().requires_grad_(True) for k, v in sd.items()}
-    return _MState(config, int(seed), role, int(config["hidden"][0]), small, w1.requires_grad_(True),
+    # the small layers (and their Adam moments) are views into one flat tensor each, so that
+    # the fused step updates them in one call (train._step_fused)
+    flat = torch.cat([v.reshape(-1) for v in sd.values()])
+    m_flat, v_flat = torch.zeros_like(flat), torch.zeros_like(flat)
+    return _MState(config, int(seed), role, int(config["hidden"][0]),
+                   {k: v.requires_grad_(True) for k, v in _flat_views(flat, sd).items()}, w1.requires_grad_(True),
                    torch.zeros_like(w1), torch.zeros_like(w1),
-                   m_small={k: torch.zeros_like(v) for k, v in small.items()},
-                   v_small={k: torch.zeros_like(v) for k, v in small.items()})
+                   m_small=_flat_views(m_flat, sd), v_small=_flat_views(v_flat, sd),
+                   flat_small=(flat, m_flat, v_flat, torch.empty_like(flat)))
+
+
+def _flat_views(flat: torch.Tensor, like: dict) -> dict:
+    """Consecutive views of ``flat`` shaped like the tensors of ``like`` (same order)."""
+    out, off = {}, 0
+    for k, v in like.items():
+        out[k] = flat[off:off + v.numel()].view(v.shape)
+        off += v.numel()
+    return out
 
 
 def _member_forward(z1, c, small):
@@ -228,6 +256,51 @@ def _member_forward(z1, c, small):
     h = torch.relu(z)
     h = torch.relu(h @ small["hidden_linear.weight"].T + small["hidden_linear.bias"])
     return (h @ small["out_linear.weight"].T + small["out_linear.bias"]).squeeze(1)
+
+
+def _shape_runs(members) -> list[tuple[int, int]]:
+    """[start, stop) runs of consecutive members whose small layers have the same shapes
+    (the grid lists each (h1, h2) configuration's l1 values and seeds together)."""
+    runs, start = [], 0
+    for k in range(1, len(members) + 1):
+        if k == len(members) or members[k].config["hidden"] != members[start].config["hidden"]:
+            runs.append((start, k))
+            start = k
+    return runs
+
+
+def _grouped_forward(z1, c, members) -> torch.Tensor:
+    """Rest of the networks of ``members`` from their stacked first-layer pre-activations
+    z1 (b, sum h1) -> outputs (n_members, b): the small layers of each run of same-shaped
+    members as batched products (``bmm``) on their stacked weights, instead of ~10 small
+    ops per member (which cost more than the products at the paper's sizes)."""
+    runs = _shape_runs(members)
+    # split, not slices: its backward is one cat of the parts' gradients, where slicing would
+    # zero-fill a z1-sized gradient per run (fresh pages: measurably slow on CPU)
+    parts = z1.split([(b - a) * members[a].h1 for a, b in runs], 1)
+    outs = []
+    for (a, b), zr in zip(runs, parts):
+        ms, h1 = members[a:b], members[a].h1
+        g = b - a
+        par = {n: torch.stack([m.small[n] for m in ms]) for n in ms[0].small}
+        z = zr.reshape(-1, g, h1).transpose(0, 1)                               # (g, b, h1)
+        z = z + par["snp_linear.bias"].unsqueeze(1)
+        if "covar_linear.weight" in par:
+            z = z + torch.matmul(c, par["covar_linear.weight"].transpose(1, 2))  # (b, k) @ (g, k, h1)
+        h = torch.relu_(z)  # in place: z and the baddbmm output are fresh, and not needed back
+        h = torch.relu_(torch.baddbmm(par["hidden_linear.bias"].unsqueeze(1), h,
+                                      par["hidden_linear.weight"].transpose(1, 2)))
+        f = torch.baddbmm(par["out_linear.bias"].unsqueeze(1), h, par["out_linear.weight"].transpose(1, 2))
+        outs.append(f.squeeze(2))
+    return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+
+def _grouped_losses(f, y, trait, pos_weight) -> torch.Tensor:
+    """Mean loss of each row of ``f`` (n_members, b) against ``y`` (b,) -> (n_members,)."""
+    if trait == "binary":
+        return F.binary_cross_entropy_with_logits(f, y.expand_as(f), pos_weight=pos_weight,
+                                                  reduction="none").mean(1)
+    return F.mse_loss(f, y.expand_as(f), reduction="none").mean(1)
 
 
 def _loss(f, y, trait, pos_weight):
@@ -269,12 +342,16 @@ class _Stack:
     pick another kernel (another summation order) for another total width, so only the
     per-member form guarantees that a member's weights are bitwise the same alone or in a
     grid; at the paper's sizes both forms run at the same speed on CPU (benchmarks/results/deep.md).
+    Stacked, the small layers run grouped by shape as well (:func:`_grouped_forward`).
     """
 
-    def __init__(self, members: list[_MState], stacked: bool, precision: str = "float32"):
+    def __init__(self, members: list[_MState], stacked: bool, precision: str = "float32", fused: bool = False):
         self.members = members
         self.stacked = stacked
         self.bf16 = precision == "bf16"
+        # fused: the first-layer update runs as one pass (optim.prox_adam_, CPU); in bf16 mode
+        # it also writes the bf16 weights of the next forward and reads the bf16 gradient as is
+        self.fused = fused
         self._scratch = {}
         self._xb = self._z1 = None
         # bf16 stacked buffers, (sum h1, n_snps) each, allocated once per stack: the stacked
@@ -282,6 +359,8 @@ class _Stack:
         # size at every step cost more in page faults than the products themselves
         # (benchmarks/results/deep.md).
         self._wb = self._gb = self._gf = None
+        self._wbm = {}               # bf16 per-member (not stacked) fused mode: id -> bf16 weights
+        self._wb_current = False     # the bf16 weights were written by the last fused update
 
     def scratch(self, p):
         """Two reusable buffers shaped like ``p`` (one set per first-layer shape)."""
@@ -290,20 +369,35 @@ class _Stack:
             self._scratch[key] = (torch.empty_like(p), torch.empty_like(p))
         return self._scratch[key]
 
+    def losses(self, x, c, y, trait, pos_weight) -> torch.Tensor:
+        """Mean loss of every member on the batch (n_members,), differentiable.
+
+        Stacked: the first layers as one product and the small layers grouped by shape
+        (:func:`_grouped_forward`). Per member: each network on its own, so that a member's
+        arithmetic does not depend on the others (the float32 CPU promise)."""
+        if self.stacked and len(self.members) > 1:
+            return _grouped_losses(_grouped_forward(self._stacked_z1(x), c, self.members), y, trait, pos_weight)
+        return torch.stack([_loss(f, y, trait, pos_weight) for f in self.forward(x, c)])
+
+    def _stacked_z1(self, x):
+        if self.bf16:
+            return self._first_layers_bf16(x)[0]
+        return x @ torch.cat([m.w1 for m in self.members]).T   # the one stacked first-layer GEMM
+
     def forward(self, x, c):
+        """Per-member outputs [(b,)] (the per-member path of :meth:`losses`)."""
         ms = self.members
         if self.bf16:
-            return self._forward_bf16(x, c)
-        if self.stacked and len(ms) > 1:
-            z = x @ torch.cat([m.w1 for m in ms]).T   # the one stacked first-layer GEMM
-            zs = z.split([m.h1 for m in ms], 1)
+            z1 = self._first_layers_bf16(x)
+            zs = z1[0].split([m.h1 for m in ms], 1) if len(z1) == 1 else z1
         else:
             zs = [x @ m.w1.T for m in ms]
         return [_member_forward(zk, c, m.small) for m, zk in zip(ms, zs)]
 
-    def _forward_bf16(self, x, c):
-        """First layers from bf16 operands; their float32 outputs are autograd leaves, so
-        ``backward`` stops there and :meth:`first_layer_grads` forms the weight gradients."""
+    def _first_layers_bf16(self, x):
+        """First layers from bf16 operands: [z1 (b, sum h1)] stacked, else one (b, h1) per
+        member. These float32 outputs are autograd leaves, so ``backward`` stops there and
+        :meth:`first_layer_grads` forms the weight gradients."""
         ms = self.members
         xb = x.to(torch.bfloat16)
         with torch.no_grad():
@@ -311,14 +405,19 @@ class _Stack:
                 if self._wb is None:
                     self._wb = torch.empty((sum(m.h1 for m in ms), x.shape[1]), dtype=torch.bfloat16,
                                            device=x.device)
-                torch.cat([m.w1 for m in ms], out=self._wb)  # rounds to bf16 while stacking: one pass
+                if not self._wb_current:
+                    torch.cat([m.w1 for m in ms], out=self._wb)  # rounds to bf16 while stacking: one pass
                 z1 = [(xb @ self._wb.T).float()]
+            elif self.fused:
+                if not self._wb_current:
+                    for m in ms:
+                        self._wbm[id(m)] = m.w1.detach().to(torch.bfloat16)
+                z1 = [(xb @ self._wbm[id(m)].T).float() for m in ms]
             else:
                 z1 = [(xb @ m.w1.to(torch.bfloat16).T).float() for m in ms]
         z1 = [z.requires_grad_(torch.is_grad_enabled()) for z in z1]
         self._xb, self._z1 = xb, z1
-        zs = z1[0].split([m.h1 for m in ms], 1) if len(z1) == 1 else z1
-        return [_member_forward(zk, c, m.small) for m, zk in zip(ms, zs)]
+        return z1
 
     def first_layer_grads(self):
         """bf16 mode, after ``backward``: ``w1.grad = (dZ1.T @ x)`` of every member (float32)."""
@@ -329,26 +428,52 @@ class _Stack:
             if len(self._z1) == 1 and len(ms) > 1:  # stacked: into the stack's reused buffers
                 if self._gb is None:
                     self._gb = torch.empty_like(self._wb)
-                    self._gf = torch.empty(self._wb.shape, dtype=torch.float32, device=xb.device)
                 torch.mm(self._z1[0].grad.to(torch.bfloat16).T, xb, out=self._gb)
-                gs = self._gf.copy_(self._gb).split([m.h1 for m in ms], 0)
+                if self.fused:  # the fused update reads the bf16 gradient directly
+                    gs = self._gb.split([m.h1 for m in ms], 0)
+                else:
+                    if self._gf is None:
+                        self._gf = torch.empty(self._wb.shape, dtype=torch.float32, device=xb.device)
+                    gs = self._gf.copy_(self._gb).split([m.h1 for m in ms], 0)
             else:
-                gs = [(z.grad.to(torch.bfloat16).T @ xb).float() for z in self._z1]
-                gs = gs[0].split([m.h1 for m in ms], 0) if len(gs) == 1 else gs
+                gs = [z.grad.to(torch.bfloat16).T @ xb for z in self._z1]
+                gs = [g if self.fused else g.float() for g in gs]
         for m, g in zip(ms, gs):
-            m.w1.grad = g
+            if self.fused:
+                m.g1 = g
+            else:
+                m.w1.grad = g
         self._xb = self._z1 = None
+
+    def bf16_weights(self, k: int):
+        """Fused bf16 mode: where member ``k``'s update writes its bf16 weights (else None)."""
+        if not (self.bf16 and self.fused):
+            return None
+        if self.stacked and len(self.members) > 1:
+            off = sum(m.h1 for m in self.members[:k])
+            return self._wb[off:off + self.members[k].h1]
+        return self._wbm[id(self.members[k])]
 
     def without(self, done: set):
         keep = [m for m in self.members if id(m) not in done]
-        return _Stack(keep, self.stacked, "bf16" if self.bf16 else "float32") if keep else None
+        if not keep:
+            return None
+        new = _Stack(keep, self.stacked, "bf16" if self.bf16 else "float32", self.fused)
+        # the stacked buffers shrink to a prefix of the old ones (no fresh pages to fault in);
+        # their contents are rewritten before use
+        rows = sum(m.h1 for m in keep)
+        for name in ("_wb", "_gb", "_gf"):
+            buf = getattr(self, name)
+            if buf is not None:
+                setattr(new, name, buf[:rows])
+        return new
 
 
 # ===================================================================== the engine
 def _train_stack(data: _Data, states: list[_MState], opts: dict, trait: str, split: Split, n_train: int,
                  pos_weight, finish, progress, stacked: bool):
     """Train ``states`` together, calling ``finish(state, best_weights)`` as each one stops."""
-    stack = _Stack(states, stacked, opts.get("precision", "float32"))
+    stack = _Stack(states, stacked, opts.get("precision", "float32"), fused=_use_fused(data.device, opts))
     betas, eps, bs = tuple(opts["betas"]), float(opts["eps"]), int(opts["batch_size"])
     t = 0
     # L1 warm-up: the penalty ramps linearly from 0 over the first ``l1_warmup`` epochs, and
@@ -363,8 +488,7 @@ def _train_stack(data: _Data, states: list[_MState], opts: dict, trait: str, spl
         sums = torch.zeros(len(stack.members), dtype=torch.float64, device=data.device)
         for x, c, yb in data.batches(perm, bs):
             t += 1
-            fs = stack.forward(x, c)
-            losses = torch.stack([_loss(f, yb, trait, pos_weight) for f in fs])
+            losses = stack.losses(x, c, yb, trait, pos_weight)
             losses.sum().backward()
             stack.first_layer_grads()
             sums += losses.detach().double() * len(yb)
@@ -382,8 +506,7 @@ def _train_stack(data: _Data, states: list[_MState], opts: dict, trait: str, spl
                 continue
             if loss < ms.best_loss or ms.best is None:
                 ms.best_loss, ms.best_epoch, ms.bad = loss, epoch + 1, 0
-                ms.best = {"snp_linear.weight": ms.w1.detach().clone(),
-                           **{n: p.detach().clone() for n, p in ms.small.items()}}
+                _snapshot(ms)
             else:
                 ms.bad += 1
             if ms.bad >= int(opts["patience"]) or last or not math.isfinite(loss):
@@ -392,8 +515,25 @@ def _train_stack(data: _Data, states: list[_MState], opts: dict, trait: str, spl
             finished = [ms for ms in stack.members if id(ms) in done]
             stack = stack.without(done)
             for ms in finished:  # free the training state
-                ms.w1 = ms.m1 = ms.v1 = None
+                ms.w1 = ms.m1 = ms.v1 = ms.arrays = None
             finish(finished)
+
+
+def _use_fused(device, opts) -> bool:
+    """The one-pass first-layer update (optim.py): CPU, Adam, proximal L1, numba present."""
+    return (device.type == "cpu" and opts["optimizer"] == "adam" and opts["l1_mode"] == "proximal"
+            and optim.available())
+
+
+def _snapshot(ms: _MState):
+    """Copy the current weights into ``ms.best`` (allocated once: a fresh first-layer copy
+    at every improving epoch costs more in page faults than the copy itself)."""
+    cur = {"snp_linear.weight": ms.w1, **ms.small}
+    if ms.best is None:
+        ms.best = {n: p.detach().clone() for n, p in cur.items()}
+    else:
+        for n, p in cur.items():
+            ms.best[n].copy_(p.detach())
 
 
 def _step(stack: _Stack, t, opts, betas, eps, n_train, ramp: float = 1.0):
@@ -401,6 +541,8 @@ def _step(stack: _Stack, t, opts, betas, eps, n_train, ramp: float = 1.0):
     member's own tensors."""
     sgd = opts["optimizer"] == "sgd"
     prox = opts["l1_mode"] == "proximal"
+    if stack.fused:
+        return _step_fused(stack, t, betas, eps, n_train, ramp)
     with torch.no_grad():
         for ms in stack.members:
             lr = float(ms.config["lr"])
@@ -418,12 +560,49 @@ def _step(stack: _Stack, t, opts, betas, eps, n_train, ramp: float = 1.0):
                 if prox and lam:
                     _soft_threshold_(p, denom.reciprocal_().mul_(lr * lam), buf)
             ms.w1.grad = None
-            for n, q in ms.small.items():
-                if sgd:
-                    q.add_(q.grad, alpha=-lr)
-                else:
-                    _adam_(q, q.grad, ms.m_small[n], ms.v_small[n], t, lr, betas, eps)
+            _step_small(ms, t, lr, betas, eps, sgd)
+
+
+def _step_fused(stack: _Stack, t, betas, eps, n_train, ramp: float):
+    """The fused CPU step (optim.py): Adam + soft threshold in one pass per first layer (which
+    also writes the bf16 weights of the next forward), and the same kernel (without the
+    threshold) once over each member's small layers (flat storage, see _init_member) instead
+    of ~8 torch ops per tensor."""
+    with torch.no_grad():
+        # torch ops first, then the kernels: a torch op right after a numba parallel call
+        # waits for the cores that numba's OpenMP workers still spin on (~0.3 ms each)
+        for ms in stack.members:
+            torch.cat([q.grad.reshape(-1) for q in ms.small.values()], out=ms.flat_small[3])
+            for q in ms.small.values():
                 q.grad = None
+        optim.set_threads()
+        scalars = {}
+        for k, ms in enumerate(stack.members):
+            lr = float(ms.config["lr"])
+            lam = float(ms.config["l1"]) / n_train * ramp
+            for key in ((lr, lam), (lr, 0.0)):
+                if key not in scalars:
+                    scalars[key] = optim.step_scalars(t, key[0], key[1], betas, eps)
+            if ms.arrays is None:  # numpy views of the member's persistent tensors, made once
+                ms.arrays = tuple(optim.as_array(x) for x in (ms.w1, ms.m1, ms.v1, *ms.flat_small))
+            w, m, v, flat, m_s, v_s, g_s = ms.arrays
+            g = ms.g1 if ms.g1 is not None else ms.w1.grad
+            wb = stack.bf16_weights(k)
+            optim.prox_adam_arrays(w, optim.as_array(g), m, v, scalars[lr, lam],
+                                   optim.as_array(wb) if wb is not None else None)
+            ms.w1.grad = ms.g1 = None
+            optim.prox_adam_arrays(flat, g_s, m_s, v_s, scalars[lr, 0.0])
+    stack._wb_current = stack.bf16
+
+
+def _step_small(ms: _MState, t, lr, betas, eps, sgd: bool):
+    """Adam (or SGD) on one member's small layers (biases, covariate and deeper weights)."""
+    for n, q in ms.small.items():
+        if sgd:
+            q.add_(q.grad, alpha=-lr)
+        else:
+            _adam_(q, q.grad, ms.m_small[n], ms.v_small[n], t, lr, betas, eps)
+        q.grad = None
 
 
 def _evaluate(data: _Data, stack: _Stack, positions, bs, trait, pos_weight):
@@ -431,8 +610,7 @@ def _evaluate(data: _Data, stack: _Stack, positions, bs, trait, pos_weight):
     sums = torch.zeros(len(stack.members), dtype=torch.float64, device=data.device)
     with torch.no_grad():
         for x, c, yb in data.batches(positions, bs):
-            fs = stack.forward(x, c)
-            sums += torch.stack([_loss(f, yb, trait, pos_weight).double() * len(yb) for f in fs])
+            sums += stack.losses(x, c, yb, trait, pos_weight).double() * len(yb)
     return (sums / len(positions)).cpu()
 
 
@@ -579,8 +757,9 @@ def _fit_members(genotypes, y, trait, cov_arr, covar_names, split, center, covar
         def finish(finished):
             models = []
             for ms in finished:
-                net = GenotypeMLP(genotypes.n_variants, ms.config["hidden"], n_covar)
-                net.load_state_dict({k: v.cpu() for k, v in ms.best.items()})
+                with torch.device("meta"):  # no allocation or init: the best weights are assigned
+                    net = GenotypeMLP(genotypes.n_variants, ms.config["hidden"], n_covar)
+                net.load_state_dict({k: v.cpu() for k, v in ms.best.items()}, assign=True)
                 models.append(net.float().eval())
             metrics = _validation_metrics(data, models, finished, split, trait, ys, int(opts["batch_size"]))
             for ms, net, met in zip(finished, models, metrics):
