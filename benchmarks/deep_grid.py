@@ -13,7 +13,11 @@ Data: 10,000 samples x 10,000 SNPs, two Balding-Nichols subpopulations (F = 0.05
 binary additive trait with 10 causal SNPs, written once to benchmarks/data/bn_10k_10k.*.
 
     .venv/bin/python benchmarks/deep_grid.py [--epochs 100] [--patience 5] [--threads 2] [--stacked]
-                                             [--precision bf16]
+                                             [--precision bf16] [--plain-first]
+
+``--plain-first`` runs the plain loop before gwaslift (default: after). What ran before in the
+process changes the second side's time (allocator state; benchmarks/results/deep.md), so
+RESULTS records both orders.
 
 ``--precision bf16``: gwaslift runs its first-layer products in bfloat16 (train(...,
 precision="bf16")) while the plain loop stays float32; the script then reports accuracy
@@ -45,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import gwaslift  # noqa: E402
-from gwaslift.deep import train  # noqa: E402
+from gwaslift.deep import make_split, train  # noqa: E402
+from gwaslift.deep.train import training_center  # noqa: E402
 from gwaslift.deep.network import GenotypeMLP  # noqa: E402
 from gwaslift.io import PlinkWriter  # noqa: E402
 
@@ -208,6 +213,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--plain-first", action="store_true", help="run the plain loop before gwaslift")
     ap.add_argument("--stacked", action="store_true",
                     help="gwaslift: one stacked first-layer GEMM (the CUDA default) instead of per member")
     ap.add_argument("--precision", choices=["float32", "bf16"], default="float32",
@@ -230,11 +236,34 @@ def main():
     seeds = list(range(a.seeds))
     out = {"args": vars(a), "n": g.n_samples, "m": g.n_variants, "loadavg_start": list(os.getloadavg())}
 
+    # the split and centre train() makes by default, fixed here so either side can run first
+    split = make_split(y, 0, stratify=True)
+    center = training_center(g, split.train)
+    configs = [{"hidden": h, "l1": v, "lr": a.lr} for h in hidden for v in l1]
+
+    def run_plain():
+        t_build = time.perf_counter()
+        X = torch.from_numpy(g.dosage.compute())            # dense (n, m) float32, NaN missing
+        X = torch.nan_to_num(X - torch.as_tensor(center), nan=0.0)  # centred, missing -> 0 (same inputs)
+        out["plain_build_dense_s"] = time.perf_counter() - t_build
+        t0 = time.perf_counter()
+        res = plain_loop(X, y, split, configs, seeds, a.epochs, a.patience, a.batch_size)
+        out["plain_s"] = time.perf_counter() - t0
+        print(f"plain loop: {out['plain_s']:.1f} s", flush=True)
+        return res
+
+    res = None
+    if a.plain_first and not a.skip_plain:
+        # what ran before in the process changes the other side's time (allocator state): the
+        # plain loop ran 101 s after an older gwaslift and 80 s after the current one, same
+        # machine; RESULTS records both orders
+        res = run_plain()
     t0 = time.perf_counter()
     fit = train(g, y, hidden=hidden, l1=l1, seeds=seeds, device="cpu", epochs=a.epochs, patience=a.patience,
                 batch_size=a.batch_size, lr=a.lr, progress=False, stacked=True if a.stacked else None,
-                precision=a.precision)
+                precision=a.precision, split=split)
     out["gwaslift_s"] = time.perf_counter() - t0
+    assert np.array_equal(fit.center, center)
     tab = fit.metrics_table()
     out["gwaslift_epochs_total"] = int(tab.epochs.sum())
     out["gwaslift_best_val_loglik"] = float(tab.val_loglik.max())
@@ -244,15 +273,8 @@ def main():
     print(tab.groupby(["h1", "h2", "l1"])[["val_loglik", "epochs", "n_nonzero_snps"]].mean().to_string(), flush=True)
 
     if not a.skip_plain:
-        c = torch.as_tensor(fit.center)
-        t_build = time.perf_counter()
-        X = torch.from_numpy(g.dosage.compute())  # dense (n, m) float32, NaN missing
-        X = torch.nan_to_num(X - c, nan=0.0)       # centred, missing -> 0 (same inputs)
-        out["plain_build_dense_s"] = time.perf_counter() - t_build
-        configs = [{"hidden": h, "l1": v, "lr": a.lr} for h in hidden for v in l1]
-        t0 = time.perf_counter()
-        res = plain_loop(X, y, fit.split, configs, seeds, a.epochs, a.patience, a.batch_size)
-        out["plain_s"] = time.perf_counter() - t0
+        if res is None:
+            res = run_plain()
         out["plain_epochs_total"] = int(sum(r["epochs"] for r in res))
         out["ratio"] = out["plain_s"] / out["gwaslift_s"]
         # same algorithm: compare per member
