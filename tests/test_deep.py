@@ -270,6 +270,25 @@ def test_save_load_round_trip(tmp_path, grid_fit, cohort):
         assert torch.equal(back.members[0].model(x), grid_fit.members[0].model(x))
 
 
+def test_fit_saved_before_cross_fitting_loads(tmp_path, grid_fit, cohort):
+    """A fit written before cross-fitting existed (no member "fold" keys in fit.json, no folds
+    in arrays.pt) loads, with no folds, and refits as before."""
+    import json
+
+    grid_fit.save(tmp_path / "fit")
+    fj = tmp_path / "fit" / "fit.json"
+    meta = json.loads(fj.read_text())
+    assert all("fold" in m for m in meta["members"])
+    for m in meta["members"]:
+        del m["fold"]
+    fj.write_text(json.dumps(meta))
+    back = load_fit(tmp_path / "fit")
+    assert back.folds is None and all(m.fold is None for m in back.members)
+    assert (back.metrics_table()["fold"] == -1).all()
+    r = refit(_geno(cohort), cohort[2], back, seeds=[7], device="cpu", progress=False)
+    assert r.members[-1].fold is None and r.folds is None
+
+
 def test_load_rejects_corrupt_or_mismatched(tmp_path, grid_fit):
     d = grid_fit.save(tmp_path / "fit")
     bad = tmp_path / "bad"
