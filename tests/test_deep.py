@@ -89,12 +89,16 @@ def test_decode_centred_bitwise_equals_nan_to_num(v, kernel, monkeypatch):
     addcmul, split over threads for big batches) used without numba -- give bitwise
     nan_to_num(dosage - center, nan=0) for every v % 4, with missing calls, repeated /
     unordered rows."""
-    from gwaslift.deep import optim
+    import threading
+
+    from gwaslift.deep import data, optim
     from gwaslift.deep.data import decode_centred
 
     assert optim.available()  # numba is a dependency: the fast path must really be under test
     if kernel == "torch":
         monkeypatch.setattr(optim, "available", lambda: False)
+    else:
+        monkeypatch.setattr(data, "NUMBA_DECODE_MIN", 0)
     from gwaslift.io.packed import BYTE_TO_DOSAGE
 
     rng = np.random.default_rng(v)
@@ -112,6 +116,12 @@ def test_decode_centred_bitwise_equals_nan_to_num(v, kernel, monkeypatch):
         assert got.dtype == torch.float32 and got.is_contiguous() and got.shape == expect.shape
         assert np.array_equal(got.numpy().view(np.int32), expect.view(np.int32))  # bitwise, signs of 0 too
     torch.set_num_threads(1)
+    # off the main thread the numba decode takes its serial build (optim.kernel): same bits
+    box = []
+    th = threading.Thread(target=lambda: box.append(decode_centred(st, torch.as_tensor(idx), ct)))
+    th.start()
+    th.join()
+    assert np.array_equal(box[0].numpy().view(np.int32), expect.view(np.int32))
     bad = ct.clone()
     bad[0] = float("nan")  # a non-finite centre behaves as nan_to_num did
     np.testing.assert_array_equal(decode_centred(st, torch.as_tensor(idx), bad).numpy(),
@@ -606,6 +616,14 @@ def test_fused_prox_adam_equals_the_torch_op_step(n, gdtype, t, lam):
     w2, m2, v2 = w0.clone(), m0.clone(), v0.clone()
     wb = torch.empty(n, dtype=torch.bfloat16)
     optim.prox_adam_(w2, g, m2, v2, t, lr, lam, (0.9, 0.999), 1e-8, wb)
+    # the serial build (small tensors; calls off the main thread) gives the same bits
+    import threading
+
+    w3, m3, v3, wb3 = w0.clone(), m0.clone(), v0.clone(), torch.empty_like(wb)
+    th = threading.Thread(target=optim.prox_adam_, args=(w3, g, m3, v3, t, lr, lam, (0.9, 0.999), 1e-8, wb3))
+    th.start()
+    th.join()
+    assert torch.equal(w3, w2) and torch.equal(m3, m2) and torch.equal(v3, v2) and torch.equal(wb3, wb)
     assert torch.equal(m1, m2) and torch.equal(v1, v2)
     assert not torch.equal(w2, w0)
     differ = w1 != w2

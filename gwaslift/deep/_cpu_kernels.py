@@ -29,6 +29,7 @@ def _lerp(m, g, c1):
     return _fma(c1, g - m, m)   # torch's lerp for a weight < 0.5
 
 
+@nb.njit(inline="always")
 def _prox_adam_f32(w, g, m, v, c1, c2, b2, sqrt_bc2, eps, step, thr_num):
     zero, one = f32(0.0), f32(1.0)
     for i in nb.prange(w.size):
@@ -43,14 +44,26 @@ def _prox_adam_f32(w, g, m, v, c1, c2, b2, sqrt_bc2, eps, step, thr_num):
         w[i] = f32(math.copysign(max(a, zero), wi))
 
 
-# small tensors (biases, deeper layers) take the serial build: a parallel launch costs more
-# than their update, and a second thread pool waking up beside torch's slows both down
-prox_adam_f32_parallel = nb.njit(parallel=True, nogil=True, cache=True)(_prox_adam_f32)
-prox_adam_f32_serial = nb.njit(nogil=True, cache=True)(_prox_adam_f32)
-
-
+# Every kernel has a parallel and a serial build. Small tensors (biases, deeper layers) take
+# the serial one: a parallel launch costs more than their update, and a second thread pool
+# waking up beside torch's slows both down. Calls from threads other than the main one take
+# it too: numba's fallback threading layer (workqueue, where OpenMP is missing) aborts the
+# process on concurrent parallel launches (Dask worker threads, for example).
+# The builds are separate functions around one inlined body: numba's disk cache is keyed by
+# function and signature, not by the parallel flag, so two builds of one function would load
+# each other's machine code.
 @nb.njit(parallel=True, nogil=True, cache=True)
-def prox_adam_bf16(w, g16, m, v, wb16, c1, c2, b2, sqrt_bc2, eps, step, thr_num):
+def prox_adam_f32_parallel(w, g, m, v, c1, c2, b2, sqrt_bc2, eps, step, thr_num):
+    _prox_adam_f32(w, g, m, v, c1, c2, b2, sqrt_bc2, eps, step, thr_num)
+
+
+@nb.njit(nogil=True, cache=True)
+def prox_adam_f32_serial(w, g, m, v, c1, c2, b2, sqrt_bc2, eps, step, thr_num):
+    _prox_adam_f32(w, g, m, v, c1, c2, b2, sqrt_bc2, eps, step, thr_num)
+
+
+@nb.njit(inline="always")
+def _prox_adam_bf16(w, g16, m, v, wb16, c1, c2, b2, sqrt_bc2, eps, step, thr_num):
     zero, one = f32(0.0), f32(1.0)
     for i in nb.prange(w.size):
         gi = u32(u32(np.uint16(g16[i])) << u32(16)).view(f32)   # bf16 -> float32: exact
@@ -70,7 +83,17 @@ def prox_adam_bf16(w, g16, m, v, wb16, c1, c2, b2, sqrt_bc2, eps, step, thr_num)
 
 
 @nb.njit(parallel=True, nogil=True, cache=True)
-def decode_centred(rows, center, code_to_dosage, out):
+def prox_adam_bf16_parallel(w, g16, m, v, wb16, c1, c2, b2, sqrt_bc2, eps, step, thr_num):
+    _prox_adam_bf16(w, g16, m, v, wb16, c1, c2, b2, sqrt_bc2, eps, step, thr_num)
+
+
+@nb.njit(nogil=True, cache=True)
+def prox_adam_bf16_serial(w, g16, m, v, wb16, c1, c2, b2, sqrt_bc2, eps, step, thr_num):
+    _prox_adam_bf16(w, g16, m, v, wb16, c1, c2, b2, sqrt_bc2, eps, step, thr_num)
+
+
+@nb.njit(inline="always")
+def _decode_centred(rows, center, code_to_dosage, out):
     """out[i, j] = dosage - center[j] of packed sample-major ``rows`` (b, >= ceil(v / 4)) uint8,
     variant j in byte j // 4 at bits 2 (j % 4); missing (code 1) -> 0. ``code_to_dosage``
     (4,) float32 (io.packed.CODE_TO_DOSAGE); ``out`` (b, v) float32. One float32 subtraction
@@ -81,3 +104,13 @@ def decode_centred(rows, center, code_to_dosage, out):
         for j in range(v):
             code = (rows[i, j >> 2] >> np.uint8(2 * (j & 3))) & np.uint8(3)
             out[i, j] = zero if code == 1 else code_to_dosage[code] - center[j]
+
+
+@nb.njit(parallel=True, nogil=True, cache=True)
+def decode_centred_parallel(rows, center, code_to_dosage, out):
+    _decode_centred(rows, center, code_to_dosage, out)
+
+
+@nb.njit(nogil=True, cache=True)
+def decode_centred_serial(rows, center, code_to_dosage, out):
+    _decode_centred(rows, center, code_to_dosage, out)

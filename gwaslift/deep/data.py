@@ -109,6 +109,10 @@ _BYTE_TO_DOSAGE_OBS_T = torch.cat([torch.nan_to_num(_BYTE_TO_DOSAGE_T, nan=0.0),
 #: and every op on a block stays below torch's parallel grain, so no thread sync per block.
 _CPU_BLOCK_BYTES = 8192
 _POOL: ThreadPoolExecutor | None = None
+#: CPU batches of at least this many genotypes are decoded by numba; smaller ones by torch ops,
+#: so that a job that only ever decodes a few SNPs (DeepLIFT on an L1-sparse model) does not
+#: pay numba's import and kernel load (~0.5 s once per process)
+NUMBA_DECODE_MIN = 1 << 20
 
 
 def _table(dev) -> torch.Tensor:
@@ -152,10 +156,11 @@ def decode_centred_rows(rows: torch.Tensor, center: torch.Tensor) -> torch.Tenso
     out = torch.empty((b, v), dtype=torch.float32, device=dev)
     if b == 0 or v == 0:
         return out
-    if dev.type == "cpu" and optim.available():  # one numba pass (_cpu_kernels.py), ~10x the torch path
+    if dev.type == "cpu" and b * v >= NUMBA_DECODE_MIN and optim.available():
+        # one numba pass (_cpu_kernels.py), ~13x the torch path on 256 x 10,000
         optim.set_threads()
-        from ._cpu_kernels import decode_centred as kernel
-        kernel(rows.contiguous().numpy(), center.contiguous().numpy(), CODE_TO_DOSAGE, out.numpy())
+        optim.kernel("decode_centred")(rows.contiguous().numpy(), center.contiguous().numpy(), CODE_TO_DOSAGE,
+                                       out.numpy())
         return out
     cp = center[:4 * bf].view(bf, 4)
     out3 = out[:, :4 * bf].unflatten(1, (bf, 4))

@@ -32,6 +32,7 @@ CUDA tensors always take the torch-op path (elementwise kernels there are cheap)
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -43,24 +44,32 @@ PARALLEL_MIN = 1 << 18
 
 
 def _compile():
-    """The numba kernels (_cpu_kernels.py); None if numba is missing."""
+    """The numba kernels module (_cpu_kernels.py); None if numba is missing."""
     try:
         from . import _cpu_kernels as k
     except ImportError:  # pragma: no cover - numba is a dependency; this keeps a broken install usable
         return None
-    return (k.prox_adam_f32_parallel, k.prox_adam_f32_serial), k.prox_adam_bf16
+    return k
+
+
+def kernel(name: str, parallel: bool = True):
+    """The numba kernel ``name`` of _cpu_kernels.py ("prox_adam_f32", "prox_adam_bf16",
+    "decode_centred"): its parallel build only when asked for and on the main thread (see
+    the note there on numba's threading layers), else the serial one."""
+    par = parallel and threading.current_thread() is threading.main_thread()
+    return getattr(_kernels(), f"{name}_{'parallel' if par else 'serial'}")
 
 
 def _kernels():
     global _KERNELS
     if _KERNELS is None:
-        _KERNELS = _compile() or ()
+        _KERNELS = _compile() or False
     return _KERNELS
 
 
 def available() -> bool:
     """True when the fused CPU kernels can be used (numba importable)."""
-    return bool(_kernels())
+    return _kernels() is not False
 
 
 def as_array(t: torch.Tensor) -> np.ndarray:
@@ -95,15 +104,14 @@ def prox_adam_arrays(w, g, m, v, scalars: tuple, w_bf16=None):
     """The update on flat numpy arrays (:func:`as_array`): ``w``, ``m``, ``v`` float32 updated
     in place; ``g`` float32 or int16 (bf16 bits); ``w_bf16`` int16, required with a bf16
     gradient (receives the new weights rounded to bf16). Threads: see :func:`set_threads`."""
-    kernels = _kernels()
-    if not kernels:
+    if not available():
         raise RuntimeError("numba is not available; use the torch-op path (train._adam_)")
     if g.dtype == np.int16:
         if w_bf16 is None:
             raise ValueError("a bf16 gradient comes with a bf16 weight copy to write")
-        kernels[1](w, g, m, v, w_bf16, *scalars)
+        kernel("prox_adam_bf16", w.size >= PARALLEL_MIN)(w, g, m, v, w_bf16, *scalars)
     else:
-        kernels[0][0 if w.size >= PARALLEL_MIN else 1](w, g, m, v, *scalars)
+        kernel("prox_adam_f32", w.size >= PARALLEL_MIN)(w, g, m, v, *scalars)
 
 
 def prox_adam_(w, g, m, v, t: int, lr: float, lam: float, betas, eps: float, w_bf16=None):
