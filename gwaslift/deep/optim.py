@@ -24,7 +24,10 @@ does not depend on the thread count or on which members share the call. bf16 con
 gradient bits << 16 (exact), weights rounded to nearest-even as torch's
 ``Tensor.to(torch.bfloat16)`` does (bitwise equal, tested).
 
-The kernels are compiled by numba on first use (about a second, cached on disk after). Where
+The kernels are compiled by numba on first use (a few seconds once, then cached on disk;
+importing numba and loading the cached kernels costs ~0.5 s per process). Each has a
+parallel build (numba threads = torch threads) and a serial one, for small tensors and for
+calls from threads other than the main one (_cpu_kernels.py says why). Where
 numba cannot be imported, :func:`available` is False and train.py keeps the torch-op path;
 CUDA tensors always take the torch-op path (elementwise kernels there are cheap).
 """
