@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,4 +28,6 @@ def test_biobank_gpu_runs_at_cpu_size(tmp_path):
     for key in ("generate_s", "train_1_epoch_s", "train_2_epochs_s", "floor_epoch_s", "deeplift_s"):
         assert rec[key] > 0, key
     assert (tmp_path / "synthetic_3000_1500.bed").stat().st_size == 3 + 1500 * 750
-    assert saved["protocol_extrapolated"]["total_h"] > 0
+    # a difference of two timings (2 epochs - 1 epoch): finite, but its sign is the machine's
+    # noise at this size, so it is not checked (timings never go into tests)
+    assert math.isfinite(saved["protocol_extrapolated"]["total_h"])
