@@ -30,18 +30,21 @@ def _lerp(m, g, c1):
 
 
 @nb.njit(inline="always")
+def _update(wi, gi, mi, vi, c1, c2, b2, sqrt_bc2, eps, step, thr_num):
+    """One weight: Adam on (m, v), the step, the soft threshold -> (w, m, v), in the op
+    order of the torch path (optim.py)."""
+    mi = _lerp(mi, gi, c1)
+    vi = _fma(c2 * gi, gi, vi * b2)
+    d = np.sqrt(vi) / sqrt_bc2 + eps
+    wi = wi + (step * mi) / d
+    a = abs(wi) - (f32(1.0) / d) * thr_num
+    return f32(math.copysign(max(a, f32(0.0)), wi)), mi, vi
+
+
+@nb.njit(inline="always")
 def _prox_adam_f32(w, g, m, v, c1, c2, b2, sqrt_bc2, eps, step, thr_num):
-    zero, one = f32(0.0), f32(1.0)
     for i in nb.prange(w.size):
-        gi = g[i]
-        mi = _lerp(m[i], gi, c1)
-        vi = _fma(c2 * gi, gi, v[i] * b2)
-        d = np.sqrt(vi) / sqrt_bc2 + eps
-        wi = w[i] + (step * mi) / d
-        a = abs(wi) - (one / d) * thr_num
-        m[i] = mi
-        v[i] = vi
-        w[i] = f32(math.copysign(max(a, zero), wi))
+        w[i], m[i], v[i] = _update(w[i], g[i], m[i], v[i], c1, c2, b2, sqrt_bc2, eps, step, thr_num)
 
 
 # Every kernel has a parallel and a serial build. Small tensors (biases, deeper layers) take
@@ -64,20 +67,12 @@ def prox_adam_f32_serial(w, g, m, v, c1, c2, b2, sqrt_bc2, eps, step, thr_num):
 
 @nb.njit(inline="always")
 def _prox_adam_bf16(w, g16, m, v, wb16, c1, c2, b2, sqrt_bc2, eps, step, thr_num):
-    zero, one = f32(0.0), f32(1.0)
     for i in nb.prange(w.size):
         gi = u32(u32(np.uint16(g16[i])) << u32(16)).view(f32)   # bf16 -> float32: exact
-        mi = _lerp(m[i], gi, c1)
-        vi = _fma(c2 * gi, gi, v[i] * b2)
-        d = np.sqrt(vi) / sqrt_bc2 + eps
-        wi = w[i] + (step * mi) / d
-        a = abs(wi) - (one / d) * thr_num
-        wi = f32(math.copysign(max(a, zero), wi))
-        m[i] = mi
-        v[i] = vi
+        wi, m[i], v[i] = _update(w[i], gi, m[i], v[i], c1, c2, b2, sqrt_bc2, eps, step, thr_num)
         w[i] = wi
         # float32 -> bf16, round to nearest even (weights are finite: no NaN case needed)
-        b = wi.view(u32)
+        b = f32(wi).view(u32)
         b = u32(u32(b + u32(0x7FFF) + u32(u32(b >> u32(16)) & u32(1))) >> u32(16))
         wb16[i] = np.int16(np.uint16(b))
 
