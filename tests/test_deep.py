@@ -661,3 +661,19 @@ def test_fused_cpu_training_matches_the_torch_op_path(cohort, grid_fit, bf16_fit
             for k, x in a.model.state_dict().items():
                 assert float((x - b.model.state_dict()[k]).abs().max()) < 1e-3, k
     assert len({m.metrics["epochs"] for m in bf16_fit.members}) > 1
+
+
+def test_kernels_that_cannot_load_fall_back_to_torch_ops(monkeypatch, cohort):
+    """If numba's kernels cannot be loaded (no numba, or no writable cache directory), a
+    warning says so and training runs the torch-op path instead of failing."""
+    from gwaslift.deep import optim
+
+    def broken():
+        raise RuntimeError("cannot cache function: no locator available")
+
+    monkeypatch.setattr(optim, "_import_kernels", broken)
+    monkeypatch.setattr(optim, "_KERNELS", None)
+    with pytest.warns(RuntimeWarning, match="numba CPU kernels are unavailable"):
+        assert not optim.available()
+    fit = train(_geno(cohort), cohort[2], l1=[1.0], seeds=[0], **dict(FAST, epochs=3))
+    assert fit.members[0].metrics["epochs"] == 3

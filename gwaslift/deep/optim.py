@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 
 import numpy as np
 import torch
@@ -46,13 +47,23 @@ _KERNELS = None
 PARALLEL_MIN = 1 << 18
 
 
+def _import_kernels():
+    from . import _cpu_kernels
+    return _cpu_kernels
+
+
 def _compile():
-    """The numba kernels module (_cpu_kernels.py); None if numba is missing."""
+    """The numba kernels module (_cpu_kernels.py); None (with a warning) if it cannot be
+    loaded: numba missing (a broken install: it is a dependency), or no writable place for
+    numba's disk cache (RuntimeError "no locator available": a read-only package directory
+    and home, as in some containers; NUMBA_CACHE_DIR names another). Training then runs the
+    torch-op path, slower on CPU but the same algorithm."""
     try:
-        from . import _cpu_kernels as k
-    except ImportError:  # pragma: no cover - numba is a dependency; this keeps a broken install usable
+        return _import_kernels()
+    except (ImportError, RuntimeError) as e:
+        warnings.warn(f"gwaslift: the numba CPU kernels are unavailable ({e}); using torch ops", RuntimeWarning,
+                      stacklevel=3)
         return None
-    return k
 
 
 def kernel(name: str, parallel: bool = True):
