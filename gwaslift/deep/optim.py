@@ -86,17 +86,15 @@ def available() -> bool:
     return _kernels() is not False
 
 
-def as_array(t: torch.Tensor) -> np.ndarray:
-    """Flat numpy view of a contiguous CPU tensor (float32; bfloat16 as its int16 bits), to
-    pass to :func:`prox_adam_arrays`. Views stay valid as long as the tensor lives: callers
-    that update the same tensors at every step keep them (train.py does)."""
+def _as_array(t: torch.Tensor) -> np.ndarray:
+    """Flat numpy view of a contiguous CPU tensor (float32; bfloat16 as its int16 bits)."""
     if t.device.type != "cpu" or not t.is_contiguous():
         raise ValueError("fused prox-Adam needs contiguous CPU tensors")
     t = t.detach().reshape(-1)
     return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
 
 
-def step_scalars(t: int, lr: float, lam: float, betas, eps: float) -> tuple:
+def _step_scalars(t: int, lr: float, lam: float, betas, eps: float) -> tuple:
     """The kernels' scalar arguments for step ``t`` (1-based), learning rate and L1 rate.
 
     Computed in float64 and rounded once to float32, as torch passes Python scalars to its
@@ -114,29 +112,24 @@ def set_threads():
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
-def prox_adam_arrays(w, g, m, v, scalars: tuple, w_bf16=None):
-    """The update on flat numpy arrays (:func:`as_array`): ``w``, ``m``, ``v`` float32 updated
-    in place; ``g`` float32 or int16 (bf16 bits); ``w_bf16`` int16, required with a bf16
-    gradient (receives the new weights rounded to bf16). Threads: see :func:`set_threads`."""
-    if not available():
-        raise RuntimeError("numba is not available; use the torch-op path (train._adam_)")
-    if g.dtype == np.int16:
-        if w_bf16 is None:
-            raise ValueError("a bf16 gradient comes with a bf16 weight copy to write")
-        kernel("prox_adam_bf16", w.size >= PARALLEL_MIN)(w, g, m, v, w_bf16, *scalars)
-    else:
-        kernel("prox_adam_f32", w.size >= PARALLEL_MIN)(w, g, m, v, *scalars)
-
-
 def prox_adam_(w, g, m, v, t: int, lr: float, lam: float, betas, eps: float, w_bf16=None):
     """The update above on tensors, in place on ``w``, ``m``, ``v`` (float32, same shape,
     contiguous CPU). ``g``: the gradient, float32 or bfloat16, shaped like ``w``. ``lam``:
     the L1 rate (0 = plain Adam). ``w_bf16``: if given (bfloat16, shaped like ``w``),
-    receives ``w`` rounded to bf16 in the same pass (the operand of the next bf16 product).
+    receives ``w`` rounded to bf16 in the same pass (the operand of the next bf16 product);
+    required with a bf16 gradient.
     """
+    if not available():
+        raise RuntimeError("numba is not available; use the torch-op path (train._adam_)")
     set_threads()
-    gb = g.dtype == torch.bfloat16
-    prox_adam_arrays(as_array(w), as_array(g), as_array(m), as_array(v), step_scalars(t, lr, lam, betas, eps),
-                     as_array(w_bf16) if (w_bf16 is not None and gb) else None)
-    if w_bf16 is not None and not gb:
-        w_bf16.copy_(w)
+    args = (_as_array(w), _as_array(g), _as_array(m), _as_array(v))
+    scalars = _step_scalars(t, lr, lam, betas, eps)
+    parallel = w.numel() >= PARALLEL_MIN
+    if g.dtype == torch.bfloat16:
+        if w_bf16 is None:
+            raise ValueError("a bf16 gradient comes with a bf16 weight copy to write")
+        kernel("prox_adam_bf16", parallel)(*args, _as_array(w_bf16), *scalars)
+    else:
+        kernel("prox_adam_f32", parallel)(*args, *scalars)
+        if w_bf16 is not None:
+            w_bf16.copy_(w)

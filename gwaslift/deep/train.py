@@ -212,7 +212,6 @@ class _MState:
     v_small: dict = field(default_factory=dict)
     g1: torch.Tensor | None = None  # bf16 first-layer gradient for the fused update (else w1.grad)
     flat_small: tuple | None = None  # (params, m, v, gradient buffer): flat storage of the small layers
-    arrays: tuple | None = None      # fused step: numpy views of w1, m1, v1 and flat_small
     best: dict | None = None
     best_loss: float = math.inf
     best_epoch: int = -1
@@ -349,6 +348,7 @@ class _Stack:
         self.members = members
         self.stacked = stacked
         self.bf16 = precision == "bf16"
+        self._rows = [0, *itertools.accumulate(m.h1 for m in members)]  # member k: rows [k] to [k + 1]
         # fused: the first-layer update runs as one pass (optim.prox_adam_, CPU); in bf16 mode
         # it also writes the bf16 weights of the next forward and reads the bf16 gradient as is
         self.fused = fused
@@ -403,7 +403,7 @@ class _Stack:
         with torch.no_grad():
             if self.stacked and len(ms) > 1:
                 if self._wb is None:
-                    self._wb = torch.empty((sum(m.h1 for m in ms), x.shape[1]), dtype=torch.bfloat16,
+                    self._wb = torch.empty((self._rows[-1], x.shape[1]), dtype=torch.bfloat16,
                                            device=x.device)
                 if not self._wb_current:
                     torch.cat([m.w1 for m in ms], out=self._wb)  # rounds to bf16 while stacking: one pass
@@ -450,9 +450,12 @@ class _Stack:
         if not (self.bf16 and self.fused):
             return None
         if self.stacked and len(self.members) > 1:
-            off = sum(m.h1 for m in self.members[:k])
-            return self._wb[off:off + self.members[k].h1]
+            return self._wb[self._rows[k]:self._rows[k + 1]]
         return self._wbm[id(self.members[k])]
+
+    def bf16_weights_written(self):
+        """After a fused step: the bf16 weights are current, the next forward need not round."""
+        self._wb_current = self.bf16
 
     def without(self, done: set):
         keep = [m for m in self.members if id(m) not in done]
@@ -461,11 +464,10 @@ class _Stack:
         new = _Stack(keep, self.stacked, "bf16" if self.bf16 else "float32", self.fused)
         # the stacked buffers shrink to a prefix of the old ones (no fresh pages to fault in);
         # their contents are rewritten before use
-        rows = sum(m.h1 for m in keep)
         for name in ("_wb", "_gb", "_gf"):
             buf = getattr(self, name)
             if buf is not None:
-                setattr(new, name, buf[:rows])
+                setattr(new, name, buf[:new._rows[-1]])
         return new
 
 
@@ -515,7 +517,7 @@ def _train_stack(data: _Data, states: list[_MState], opts: dict, trait: str, spl
             finished = [ms for ms in stack.members if id(ms) in done]
             stack = stack.without(done)
             for ms in finished:  # free the training state
-                ms.w1 = ms.m1 = ms.v1 = ms.arrays = None
+                ms.w1 = ms.m1 = ms.v1 = None
             finish(finished)
 
 
@@ -539,10 +541,10 @@ def _snapshot(ms: _MState):
 def _step(stack: _Stack, t, opts, betas, eps, n_train, ramp: float = 1.0):
     """Per-member Adam (or SGD) + L1 (times ``ramp`` during the warm-up), every op on one
     member's own tensors."""
-    sgd = opts["optimizer"] == "sgd"
-    prox = opts["l1_mode"] == "proximal"
     if stack.fused:
         return _step_fused(stack, t, betas, eps, n_train, ramp)
+    sgd = opts["optimizer"] == "sgd"
+    prox = opts["l1_mode"] == "proximal"
     with torch.no_grad():
         for ms in stack.members:
             lr = float(ms.config["lr"])
@@ -575,24 +577,15 @@ def _step_fused(stack: _Stack, t, betas, eps, n_train, ramp: float):
             torch.cat([q.grad.reshape(-1) for q in ms.small.values()], out=ms.flat_small[3])
             for q in ms.small.values():
                 q.grad = None
-        optim.set_threads()
-        scalars = {}
         for k, ms in enumerate(stack.members):
             lr = float(ms.config["lr"])
             lam = float(ms.config["l1"]) / n_train * ramp
-            for key in ((lr, lam), (lr, 0.0)):
-                if key not in scalars:
-                    scalars[key] = optim.step_scalars(t, key[0], key[1], betas, eps)
-            if ms.arrays is None:  # numpy views of the member's persistent tensors, made once
-                ms.arrays = tuple(optim.as_array(x) for x in (ms.w1, ms.m1, ms.v1, *ms.flat_small))
-            w, m, v, flat, m_s, v_s, g_s = ms.arrays
             g = ms.g1 if ms.g1 is not None else ms.w1.grad
-            wb = stack.bf16_weights(k)
-            optim.prox_adam_arrays(w, optim.as_array(g), m, v, scalars[lr, lam],
-                                   optim.as_array(wb) if wb is not None else None)
+            optim.prox_adam_(ms.w1, g, ms.m1, ms.v1, t, lr, lam, betas, eps, stack.bf16_weights(k))
             ms.w1.grad = ms.g1 = None
-            optim.prox_adam_arrays(flat, g_s, m_s, v_s, scalars[lr, 0.0])
-    stack._wb_current = stack.bf16
+            flat, m, v, g_small = ms.flat_small
+            optim.prox_adam_(flat, g_small, m, v, t, lr, 0.0, betas, eps)
+    stack.bf16_weights_written()
 
 
 def _step_small(ms: _MState, t, lr, betas, eps, sgd: bool):
