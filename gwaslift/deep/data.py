@@ -31,7 +31,7 @@ import torch
 
 from ..errors import InputError
 from ..io.packed import BYTE_TO_DOSAGE, CODE_TO_DOSAGE
-from . import optim
+from . import kernels
 
 #: A1 dosage of each 2-bit code (index = code), float32, NaN missing.
 _CODE_TO_DOSAGE_T = torch.from_numpy(CODE_TO_DOSAGE.copy())
@@ -156,10 +156,10 @@ def decode_centred_rows(rows: torch.Tensor, center: torch.Tensor) -> torch.Tenso
     out = torch.empty((b, v), dtype=torch.float32, device=dev)
     if b == 0 or v == 0:
         return out
-    if dev.type == "cpu" and b * v >= NUMBA_DECODE_MIN and optim.available():
-        # one numba pass (_cpu_kernels.py), ~13x the torch path on 256 x 10,000
-        optim.set_threads()
-        optim.kernel("decode_centred")(rows.contiguous().numpy(), center.contiguous().numpy(), CODE_TO_DOSAGE,
+    if dev.type == "cpu" and b * v >= NUMBA_DECODE_MIN and kernels.available():
+        # one numba pass (_numba_kernels.py), ~13x the torch path on 256 x 10,000
+        kernels.set_threads()
+        kernels.kernel("decode_centred")(rows.contiguous().numpy(), center.contiguous().numpy(), CODE_TO_DOSAGE,
                                        out.numpy())
         return out
     cp = center[:4 * bf].view(bf, 4)

@@ -24,66 +24,21 @@ does not depend on the thread count or on which members share the call. bf16 con
 gradient bits << 16 (exact), weights rounded to nearest-even as torch's
 ``Tensor.to(torch.bfloat16)`` does (bitwise equal, tested).
 
-The kernels are compiled by numba on first use (a few seconds once, then cached on disk;
-importing numba and loading the cached kernels costs ~0.5 s per process). Each has a
-parallel build (numba threads = torch threads) and a serial one, for small tensors and for
-calls from threads other than the main one (_cpu_kernels.py says why). Where
-numba cannot be imported, :func:`available` is False and train.py keeps the torch-op path;
-CUDA tensors always take the torch-op path (elementwise kernels there are cheap).
+The kernels (_numba_kernels.py) are loaded by kernels.py; where they cannot be, train.py keeps
+the torch-op path, as it does for CUDA tensors (elementwise kernels there are cheap).
 """
 
 from __future__ import annotations
 
 import math
-import threading
-import warnings
 
 import numpy as np
 import torch
 
-_KERNELS = None
+from . import kernels
 
 #: tensors with fewer elements run the serial kernel
 PARALLEL_MIN = 1 << 18
-
-
-def _import_kernels():
-    from . import _cpu_kernels
-    return _cpu_kernels
-
-
-def _compile():
-    """The numba kernels module (_cpu_kernels.py); None (with a warning) if it cannot be
-    loaded: numba missing (a broken install: it is a dependency), or no writable place for
-    numba's disk cache (RuntimeError "no locator available": a read-only package directory
-    and home, as in some containers; NUMBA_CACHE_DIR names another). Training then runs the
-    torch-op path, slower on CPU but the same algorithm."""
-    try:
-        return _import_kernels()
-    except (ImportError, RuntimeError) as e:
-        warnings.warn(f"gwaslift: the numba CPU kernels are unavailable ({e}); using torch ops", RuntimeWarning,
-                      stacklevel=3)
-        return None
-
-
-def kernel(name: str, parallel: bool = True):
-    """The numba kernel ``name`` of _cpu_kernels.py ("prox_adam_f32", "prox_adam_bf16",
-    "decode_centred"): its parallel build only when asked for and on the main thread (see
-    the note there on numba's threading layers), else the serial one."""
-    par = parallel and threading.current_thread() is threading.main_thread()
-    return getattr(_kernels(), f"{name}_{'parallel' if par else 'serial'}")
-
-
-def _kernels():
-    global _KERNELS
-    if _KERNELS is None:
-        _KERNELS = _compile() or False
-    return _KERNELS
-
-
-def available() -> bool:
-    """True when the fused CPU kernels can be used (numba importable)."""
-    return _kernels() is not False
 
 
 def _as_array(t: torch.Tensor) -> np.ndarray:
@@ -106,30 +61,23 @@ def _step_scalars(t: int, lr: float, lam: float, betas, eps: float) -> tuple:
             f32(-lr / (1 - b1 ** t)), f32(lr * lam))
 
 
-def set_threads():
-    """numba's kernels use as many threads as torch (torch.set_num_threads is the one knob)."""
-    import numba
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-
-
 def prox_adam_(w, g, m, v, t: int, lr: float, lam: float, betas, eps: float, w_bf16=None):
     """The update above on tensors, in place on ``w``, ``m``, ``v`` (float32, same shape,
     contiguous CPU). ``g``: the gradient, float32 or bfloat16, shaped like ``w``. ``lam``:
-    the L1 rate (0 = plain Adam). ``w_bf16``: if given (bfloat16, shaped like ``w``),
-    receives ``w`` rounded to bf16 in the same pass (the operand of the next bf16 product);
-    required with a bf16 gradient.
+    the L1 rate (0 = plain Adam). ``w_bf16``: with a bf16 gradient, and only then (bfloat16,
+    shaped like ``w``): receives ``w`` rounded to bf16 in the same pass (the operand of the
+    next bf16 product).
     """
-    if not available():
+    if not kernels.available():
         raise RuntimeError("numba is not available; use the torch-op path (train._adam_)")
-    set_threads()
+    bf16 = g.dtype == torch.bfloat16
+    if bf16 != (w_bf16 is not None):
+        raise ValueError("a bf16 gradient comes with a bf16 weight copy to write, a float32 one without")
+    kernels.set_threads()
     args = (_as_array(w), _as_array(g), _as_array(m), _as_array(v))
     scalars = _step_scalars(t, lr, lam, betas, eps)
     parallel = w.numel() >= PARALLEL_MIN
-    if g.dtype == torch.bfloat16:
-        if w_bf16 is None:
-            raise ValueError("a bf16 gradient comes with a bf16 weight copy to write")
-        kernel("prox_adam_bf16", parallel)(*args, _as_array(w_bf16), *scalars)
+    if bf16:
+        kernels.kernel("prox_adam_bf16", parallel)(*args, _as_array(w_bf16), *scalars)
     else:
-        kernel("prox_adam_f32", parallel)(*args, *scalars)
-        if w_bf16 is not None:
-            w_bf16.copy_(w)
+        kernels.kernel("prox_adam_f32", parallel)(*args, *scalars)

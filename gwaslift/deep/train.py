@@ -88,7 +88,7 @@ from ..io.packed import unpack_codes
 from .data import check_variants, iter_batches, packed_nbytes, stage
 from .fit import (DeepFit, Member, Split, VARIANT_COLUMNS, _sha256, config_json, fold_split,
                   load_member_weights, make_folds, make_split, member_key, save_member_weights)
-from . import optim
+from . import kernels, optim
 from .network import GenotypeMLP
 
 #: training options and their defaults (stored in DeepFit.config)
@@ -268,12 +268,13 @@ def _shape_runs(members) -> list[tuple[int, int]]:
     return runs
 
 
-def _grouped_forward(z1, c, members) -> torch.Tensor:
+def _grouped_forward(z1, c, members, runs) -> torch.Tensor:
     """Rest of the networks of ``members`` from their stacked first-layer pre-activations
     z1 (b, sum h1) -> outputs (n_members, b): the small layers of each run of same-shaped
-    members as batched products (``bmm``) on their stacked weights, instead of ~10 small
-    ops per member (which cost more than the products at the paper's sizes)."""
-    runs = _shape_runs(members)
+    members (``runs``: :func:`_shape_runs`) as batched products (``bmm``) on their stacked
+    weights, instead of ~10 small ops per member (which cost more than the products at the
+    paper's sizes). The weights are stacked again for every batch, early-stopping batches
+    too: ~5 MB for the paper's grid, under 1 ms per batch, not worth a cache to keep in step."""
     # split, not slices: its backward is one cat of the parts' gradients, where slicing would
     # zero-fill a z1-sized gradient per run (fresh pages: measurably slow on CPU)
     parts = z1.split([(b - a) * members[a].h1 for a, b in runs], 1)
@@ -349,6 +350,7 @@ class _Stack:
         self.stacked = stacked
         self.bf16 = precision == "bf16"
         self._rows = [0, *itertools.accumulate(m.h1 for m in members)]  # member k: rows [k] to [k + 1]
+        self._runs = _shape_runs(members)
         # fused: the first-layer update runs as one pass (optim.prox_adam_, CPU); in bf16 mode
         # it also writes the bf16 weights of the next forward and reads the bf16 gradient as is
         self.fused = fused
@@ -376,7 +378,8 @@ class _Stack:
         (:func:`_grouped_forward`). Per member: each network on its own, so that a member's
         arithmetic does not depend on the others (the float32 CPU promise)."""
         if self.stacked and len(self.members) > 1:
-            return _grouped_losses(_grouped_forward(self._stacked_z1(x), c, self.members), y, trait, pos_weight)
+            f = _grouped_forward(self._stacked_z1(x), c, self.members, self._runs)
+            return _grouped_losses(f, y, trait, pos_weight)
         return torch.stack([_loss(f, y, trait, pos_weight) for f in self.forward(x, c)])
 
     def _stacked_z1(self, x):
@@ -524,7 +527,7 @@ def _train_stack(data: _Data, states: list[_MState], opts: dict, trait: str, spl
 def _use_fused(device, opts) -> bool:
     """The one-pass first-layer update (optim.py): CPU, Adam, proximal L1, numba present."""
     return (device.type == "cpu" and opts["optimizer"] == "adam" and opts["l1_mode"] == "proximal"
-            and optim.available())
+            and kernels.available())
 
 
 def _snapshot(ms: _MState):

@@ -3,7 +3,8 @@ formulas are there) and data.py's decode of packed rows into centred inputs.
 
 A module of its own so that numba can cache the compiled kernels on disk (functions defined
 at module level; closures would be recompiled in every process), and so that importing it
-is the one place that needs numba (callers fall back to torch ops where it is missing).
+is the one place that needs numba (kernels.py loads it; callers fall back to torch ops where
+it cannot be loaded).
 """
 
 import math

@@ -1,0 +1,63 @@
+"""Loading the deep model's numba CPU kernels (_numba_kernels.py): the fused Adam + proximal
+L1 step (optim.py) and the decode of packed rows into centred inputs (data.py).
+
+The kernels are compiled by numba on first use (a few seconds once, then cached on disk;
+importing numba and loading the cached kernels costs ~0.5 s per process). Each has a
+parallel build (numba threads = torch threads) and a serial one, for small tensors and for
+calls from threads other than the main one (_numba_kernels.py says why). Where they cannot be
+loaded, :func:`available` is False (with a warning) and the callers keep their torch-op paths.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import torch
+
+_KERNELS = None
+
+
+def _import():
+    from . import _numba_kernels
+    return _numba_kernels
+
+
+def _load():
+    """The kernels module; None (with a warning) if it cannot be loaded: numba missing (a
+    broken install: it is a dependency), or no writable place for numba's disk cache
+    (RuntimeError "no locator available": a read-only package directory and home, as in some
+    containers; NUMBA_CACHE_DIR names another). The callers then run their torch-op paths,
+    slower on CPU but the same arithmetic."""
+    try:
+        return _import()
+    except (ImportError, RuntimeError) as e:
+        warnings.warn(f"gwaslift: the numba CPU kernels are unavailable ({e}); using torch ops", RuntimeWarning,
+                      stacklevel=3)
+        return None
+
+
+def _module():
+    global _KERNELS
+    if _KERNELS is None:
+        _KERNELS = _load() or False
+    return _KERNELS
+
+
+def available() -> bool:
+    """True when the numba kernels can be used."""
+    return _module() is not False
+
+
+def kernel(name: str, parallel: bool = True):
+    """The numba kernel ``name`` ("prox_adam_f32", "prox_adam_bf16", "decode_centred"): its
+    parallel build only when asked for and on the main thread, else the serial one. Call
+    :func:`set_threads` before a parallel one."""
+    par = parallel and threading.current_thread() is threading.main_thread()
+    return getattr(_module(), f"{name}_{'parallel' if par else 'serial'}")
+
+
+def set_threads():
+    """numba's kernels use as many threads as torch (torch.set_num_threads is the one knob)."""
+    import numba
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
