@@ -54,6 +54,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -459,7 +460,10 @@ def _resolve_references(fit, reference) -> tuple[list[np.ndarray], str]:
             return [-center], "zero"
         raise InputError(f"reference must be 'mean', 'zero', a dosage vector or a list of them, "
                          f"got {reference!r}")
-    arr = np.asarray(reference, dtype=np.float64)
+    try:
+        arr = np.asarray(reference, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"reference dosages must be numbers (A1 counts in [0, 2]): {exc}") from None
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != m:
@@ -556,7 +560,9 @@ def _accumulate(sums: _Sums, x, cv, groups, nets, runs, x0s, rule, tdtype, bufs,
                 total = total / len(mults)
             if len(mults) > 1:
                 c = c.div_(len(mults))
-            sums.max_err[j] = max(sums.max_err[j], float((total - delta / len(mults)).abs().max()))
+            # np.fmax would hide a NaN as max() does; a NaN error must show
+            err = float((total - delta / len(mults)).abs().max())
+            sums.max_err[j] = err if np.isnan(err) else max(sums.max_err[j], err)
             cols = slice(None) if net.snp_idx is None else net.snp_idx
             if matrix is not None:
                 if net.snp_idx is None:
@@ -774,7 +780,10 @@ def deeplift(fit, genotypes, samples="validation", reference="mean", rule: str =
     fit : gwaslift.deep.DeepFit
         Fitted members; its ``variants`` must be the genotypes' variants, in order.
     genotypes : Genotypes
-        The genotypes the fit was trained on (same samples, same variants).
+        The genotypes the fit was trained on (same variants; for the split names of
+        ``samples``, the same samples in the same order too, checked). Other samples with
+        the same variants (an independent cohort) can be scored with ``samples="all"`` or
+        positions.
     samples : "validation" (default; held out from training and early stopping), "train",
         "early_stop", "all", or int positions / a boolean mask over ``genotypes.samples``.
     reference : "mean" (training mean genotype, default), "zero" (dosage 0 = homozygous
@@ -817,7 +826,7 @@ def deeplift(fit, genotypes, samples="validation", reference="mean", rule: str =
     -------
     DeepLiftResult
     """
-    from .deep.data import check_variants, iter_fit_batches, iter_fit_batches_snps
+    from .deep.data import check_samples, check_variants, iter_fit_batches, iter_fit_batches_snps
     from .deep.train import resolve_device
 
     if rule not in RULES:
@@ -833,11 +842,18 @@ def deeplift(fit, genotypes, samples="validation", reference="mean", rule: str =
     device = resolve_device(device)  # "auto" -> CUDA when present, else CPU
     n_snps = len(fit.variants)
     check_variants(fit.variants, genotypes)
+    if isinstance(samples, str) and samples != "all":  # positions of the fit's split
+        check_samples(fit.samples, genotypes)
     chosen = _resolve_members(fit, members)
     labels = _labels(chosen)
     pos = _resolve_samples(fit, genotypes, samples)
     refs, ref_desc = _resolve_references(fit, reference)
     models = [m.model for _, m in chosen]
+    diverged = [i for (i, _), mod in zip(chosen, models)
+                if not all(bool(torch.isfinite(p).all()) for p in mod.parameters())]
+    if diverged:
+        raise InputError(f"members {diverged} have non-finite weights (they diverged in training): "
+                         "pass members= without them")
     n_covar = {mod.n_covar for mod in models}
     if max(n_covar) > 0 and covariates is None:
         raise InputError("the fitted members use covariates: pass the covariates used at training")
@@ -987,6 +1003,8 @@ def attribution_null(genotypes, phenotype, fit, n_null: int = 20, seeds=None, se
     covariates) -- no genotype-phenotype association at all. The score of a SNP that such a
     network "uses" by chance (overfitting, initialization) is what an observed score must
     beat. Cost: ``n_null x len(seeds)`` additional fits plus as many DeepLIFT passes.
+    ``checkpoint_dir`` (passed on to refit) keeps each replicate's members under
+    ``checkpoint_dir/null<r>``, so an interrupted run resumes.
     """
     from .deep import refit
 
@@ -1001,8 +1019,12 @@ def attribution_null(genotypes, phenotype, fit, n_null: int = 20, seeds=None, se
     for r in progress_bar(range(int(n_null)), total=int(n_null), desc="null fits", progress=progress):
         ps = [int(seed), r]
         perm = permute_within(phenotype, pool, ps)
+        kw = dict(refit_kwargs)
+        if kw.get("checkpoint_dir") is not None:
+            # one folder per replicate: each has its own phenotype, so its own run
+            kw["checkpoint_dir"] = Path(kw["checkpoint_dir"]) / f"null{r:03d}"
         nfit = refit(genotypes, perm, fit, seeds=seeds, role="null", covariates=covariates,
-                     device=device, progress=False, **refit_kwargs)
+                     device=device, progress=False, **kw)
         # refit returns the old members followed by the new ones: score only the new
         new = list(range(len(fit.members), len(nfit.members)))
         res = deeplift(nfit, genotypes, samples=samples, reference=reference, rule=rule,

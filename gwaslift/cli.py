@@ -362,7 +362,7 @@ def _cmd_attribute(args):
     if args.n_null:
         y = _phenotype(args, g)
         null = attribution_null(g, y, fit, n_null=args.n_null, seed=args.seed, samples=args.samples,
-                                reference=args.reference, rule=args.rule, device=args.device,
+                                reference=args.reference, rule=args.rule, covariates=cov, device=args.device,
                                 progress=_progress(args))
     res = deeplift(fit, g, samples=args.samples, reference=args.reference, rule=args.rule, covariates=cov,
                    null=null, device=args.device, progress=_progress(args))

@@ -272,7 +272,8 @@ def fake_fit(genotypes, models, n_covar=0, seeds=None):
     fit = SimpleNamespace(members=members, variants=genotypes.variants[["chrom", "pos", "snp", "a1", "a2"]],
                           center=center, covar_names=[f"pc{i}" for i in range(n_covar)],
                           covar_mean=np.zeros(n_covar), covar_scale=np.ones(n_covar), split=split,
-                          trait="binary", selected={"hidden": models[0].hidden, "l1": 0.1})
+                          trait="binary", selected={"hidden": models[0].hidden, "l1": 0.1},
+                          samples=genotypes.samples[["fid", "iid"]].reset_index(drop=True))
     fit.members_by_role = lambda role: [m for m in members if m.role == role]
     return fit, dos
 
@@ -409,6 +410,23 @@ def test_bad_input_raises(geno):
         deeplift(fit, geno, covariates=cov, members="null")
     with pytest.raises(InputError):
         deeplift(fit, geno.subset(variants=np.arange(100)), covariates=cov)
+    # the split positions index the fit's samples: other samples (a filtered or reordered
+    # .fam) are refused for a split, allowed for "all" / explicit positions (another cohort)
+    with pytest.raises(InputError, match="203 samples but the model was trained on 200"):
+        fit200, _ = fake_fit(geno.subset(samples=np.arange(200)), [model], n_covar=1)
+        deeplift(fit200, geno, covariates=cov)
+    perm = np.r_[1, 0, 2:geno.n_samples]
+    with pytest.raises(InputError, match=r"sample 0 differs"):
+        deeplift(fit, geno.subset(samples=perm), covariates=cov)
+    assert deeplift(fit, geno.subset(samples=perm), covariates=cov, samples="all").samples.size == geno.n_samples
+    # covariates by name and order; a missing covariate in a scored sample is an error, not NaN scores
+    with pytest.raises(InputError, match=r"columns \['age'\], the model was trained with \['pc0'\]"):
+        deeplift(fit, geno, covariates=pd.DataFrame({"age": cov[:, 0]}))
+    bad = cov.copy()
+    bad[fit.split.validation[3]] = np.nan
+    with pytest.raises(InputError, match="1 of the samples asked for have a missing or non-finite covariate"):
+        deeplift(fit, geno, covariates=bad)
+    assert np.isfinite(deeplift(fit, geno, covariates=bad, samples=fit.split.train).scores.deeplift_mean_abs).all()
 
 
 def test_aggregate_topk_and_labels():

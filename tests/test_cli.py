@@ -100,6 +100,10 @@ def test_train_then_attribute_with_pcs(tmp_path):
                  "--out", str(tmp_path / "a"), "--no-progress"]) == 0
     scores = pd.read_csv(tmp_path / "a.scores.tsv", sep="\t")
     assert len(scores) == 80 and scores.deeplift_mean_abs.notna().all()
+    # the permutation null refits with the same covariates
+    assert main(["attribute", "--bfile", str(sim), "--pheno", f"{sim}.pheno", "--model", str(model), "--pcs", "2",
+                 "--n-null", "1", "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert pd.read_csv(tmp_path / "b.scores.tsv", sep="\t").deeplift_p.notna().all()
 
 
 def test_train_cross_fit_flag(tmp_path):

@@ -63,7 +63,8 @@ def _geno(cohort, chunk=64):
 
 def _weights_equal(a, b):
     sa, sb = a.model.state_dict(), b.model.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    # bitwise, NaN included (a diverged member keeps its NaN weights)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].view(torch.int32), sb[k].view(torch.int32)) for k in sa)
 
 
 # ----------------------------------------------------------------------------- data path
@@ -256,6 +257,14 @@ def test_refit_keeps_split_and_center(cohort, grid_fit):
     perm = np.random.default_rng(0).permutation(cohort[2])
     null = refit(g, perm, fit2, seeds=[0], role="null")
     assert len(null.members_by_role("null")) == 1 and len(null.members_by_role("refit")) == 1
+    # the split indexes the fit's samples by (FID, IID) and order: IIDs repeated across
+    # families (1, 2, 3 in every family) in another family order are other samples
+    from dataclasses import replace
+    fams = grid_fit.samples.assign(fid=[f"F{i // 3}" for i in range(len(grid_fit.samples))],
+                                   iid=[str(i % 3) for i in range(len(grid_fit.samples))])
+    other = fams.assign(fid=fams.fid.iloc[::-1].to_numpy())  # same IIDs in the same order, other families
+    with pytest.raises(InputError, match="sample 0 differs from the model's"):
+        refit(replace(g, samples=other), cohort[2], replace(grid_fit, samples=fams), seeds=[7])
 
 
 def test_save_load_round_trip(tmp_path, grid_fit, cohort):
@@ -291,12 +300,120 @@ def test_fit_saved_before_cross_fitting_loads(tmp_path, grid_fit, cohort):
     assert all("fold" in m for m in meta["members"])
     for m in meta["members"]:
         del m["fold"]
+    del meta["files"]  # nor the data file names (the plain ones)
     fj.write_text(json.dumps(meta))
     back = load_fit(tmp_path / "fit")
     assert back.folds is None and all(m.fold is None for m in back.members)
     assert (back.metrics_table()["fold"] == -1).all()
     r = refit(_geno(cohort), cohort[2], back, seeds=[7], device="cpu", progress=False)
     assert r.members[-1].fold is None and r.folds is None
+
+
+def test_saving_over_a_fit_is_atomic(tmp_path, grid_fit, cohort, monkeypatch):
+    """fit.json is the commit point: a save over an earlier fit that is interrupted midway
+    leaves the earlier fit loadable, and a completed one leaves only its own files."""
+    from dataclasses import replace
+
+    from gwaslift.deep import fit as fit_mod
+
+    d = grid_fit.save(tmp_path / "fit")
+    before = sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
+    other = replace(grid_fit, members=grid_fit.members[:2])
+    real, calls = fit_mod.save_member_weights, []
+
+    def dies_after_one(path, model):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(path)
+        real(path, model)
+
+    monkeypatch.setattr(fit_mod, "save_member_weights", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        other.save(d)
+    monkeypatch.setattr(fit_mod, "save_member_weights", real)
+    back = load_fit(d)
+    assert len(back.members) == len(grid_fit.members)
+    assert all(_weights_equal(a, b) for a, b in zip(grid_fit.members, back.members))
+    other.save(d)
+    back = load_fit(d)
+    assert len(back.members) == 2 and all(_weights_equal(a, b) for a, b in zip(other.members, back.members))
+    after = sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
+    assert len(after) == 3 + 2 + 1 and after != before  # variants, samples, arrays, 2 members, fit.json
+
+
+def test_snp_ids_that_read_as_missing_survive_save_and_load(tmp_path, grid_fit, cohort):
+    """"NA" or "null" is a SNP ID like any other (read_plink keeps it): the saved fit keeps it too."""
+    from dataclasses import replace
+
+    v = grid_fit.variants.copy()
+    v.loc[[1, 2], "snp"] = ["NA", "null"]
+    back = load_fit(replace(grid_fit, variants=v).save(tmp_path / "fit"))
+    assert back.variants.snp.tolist() == v.snp.tolist()
+    assert back.variants.pos.dtype == np.int64
+
+
+def test_a_diverged_member_is_kept_as_trained_and_never_selected_or_scored(tmp_path, cohort):
+    """A member whose training diverges (non-finite weights, val_loglik NaN) is saved, loaded
+    and checkpointed as it is; selection skips its configuration; DeepLIFT refuses it."""
+    from gwaslift import deeplift
+
+    g = _geno(cohort)
+    kw = dict(FAST, optimizer="sgd", epochs=3, lr=[0.01, 50.0], checkpoint_dir=tmp_path / "ck")
+    fit = train(g, cohort[3], l1=[0.01], seeds=[0], **kw)  # MSE on a quantitative trait: SGD at lr 50 blows up
+    finite = [all(bool(torch.isfinite(p).all()) for p in m.model.parameters()) for m in fit.members]
+    assert finite == [True, False] and np.isnan(fit.members[1].metrics["val_loglik"])
+    assert select(fit)["lr"] == 0.01
+    back = load_fit(fit.save(tmp_path / "fit"))
+    assert not all(bool(torch.isfinite(p).all()) for p in back.members[1].model.parameters())
+    again = train(g, cohort[3], l1=[0.01], seeds=[0], **kw)  # resumes from both checkpoints
+    assert all(_weights_equal(a, b) for a, b in zip(fit.members, again.members))
+    with pytest.raises(InputError, match=r"members \[1\] have non-finite weights"):
+        deeplift(back, g, members=[0, 1])
+    assert deeplift(back, g, members=[0]).scores.deeplift_mean_abs.notna().all()
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(epochs=0), "epochs must be a whole number"),
+    (dict(batch_size=0), "batch_size must be a whole number"),
+    (dict(patience=2.5), "patience must be a whole number"),
+    (dict(lr="fast"), "numbers or lists of numbers"),
+    (dict(lr=float("inf")), "lr finite"),
+    (dict(l1=[float("nan")]), "l1 must be finite"),
+    (dict(l1=[]), "the grid is empty"),
+    (dict(hidden=[]), "the grid is empty"),
+    (dict(pos_weight="abc"), "finite positive number"),
+    (dict(pos_weight=float("inf")), "finite positive number"),
+    (dict(pos_weight=2.0, trait="quantitative"), "binary trait"),
+    (dict(covariates=np.array([["M"]] * N)), "covariates must be numeric"),
+    (dict(covariates=np.zeros((N, 1, 1))), r"\(n_samples, n_covariates\)"),
+    (dict(covariates=np.full((N, 1), np.inf)), "infinite"),
+    (dict(device="cuda:7"), "CUDA devices"),
+])
+def test_bad_training_arguments_raise_input_error(cohort, kw, match):
+    args = dict(FAST, l1=[0.01], seeds=[0], epochs=2)
+    args.update(kw)
+    y = cohort[3] if args.get("trait") == "quantitative" else cohort[2]
+    with pytest.raises(InputError, match=match):
+        train(_geno(cohort), y, **args)
+
+
+def test_bad_phenotype_and_split_positions_raise_input_error(cohort):
+    y = cohort[3].copy()
+    y[4] = np.inf
+    with pytest.raises(InputError, match="infinite"):
+        train(_geno(cohort), y, l1=[0.01], seeds=[0], **FAST)
+    with pytest.raises(InputError, match="integer sample positions"):
+        Split(np.arange(10) + 0.7, np.arange(10, 20), np.arange(20, 30))
+
+
+def test_select_needs_a_validation_loglik(cohort):
+    """With no validation samples there is nothing to select on: a clear error, not a crash."""
+    g = _geno(cohort)
+    y = cohort[2]
+    ok = np.flatnonzero(~np.isnan(y))
+    split = Split(ok[: len(ok) // 2], ok[len(ok) // 2:], np.array([], dtype=np.int64))
+    with pytest.raises(InputError, match="nothing to select"):
+        train(g, y, l1=[0.01], seeds=[0], refit_seeds=[1], split=split, **dict(FAST, epochs=2))
 
 
 def test_load_rejects_corrupt_or_mismatched(tmp_path, grid_fit):

@@ -284,10 +284,32 @@ def check_variants(fit_variants, genotypes, what: str = "the genotypes") -> None
             getattr(genotypes, "prefix", None) or None)
 
 
+def check_samples(fit_samples, genotypes, what: str = "the genotypes") -> None:
+    """Raise InputError unless ``genotypes.samples`` equal the fit's (fid, iid, in order):
+    the fit's split positions index those samples, so any other set or order would
+    silently train or score other people."""
+    a = fit_samples[["fid", "iid"]].astype(str).reset_index(drop=True)
+    b = genotypes.samples[["fid", "iid"]].astype(str).reset_index(drop=True)
+    where = getattr(genotypes, "prefix", None) or None
+    if len(a) != len(b):
+        raise InputError(f"{what} have {len(b)} samples but the model was trained on {len(a)} "
+                         "(its split positions index the training samples, in order)", where)
+    bad = (a != b).any(axis=1).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"sample {i} differs from the model's: (FID, IID) {tuple(b.iloc[i])} vs "
+                         f"{tuple(a.iloc[i])} (the model's split positions index its samples, in order)", where)
+
+
 def standardize_covariates(covariates, n_samples: int, mean, scale, names=None) -> np.ndarray | None:
-    """Covariates (n_samples, n_covar) as float32, standardized with the fit's mean/scale."""
+    """Covariates (n_samples, n_covar) as float32, standardized with the fit's mean/scale.
+    A DataFrame's columns must be ``names`` (the fit's ``covar_names``), in order: the inputs
+    are positional, and a swapped column would be scored as the other covariate."""
     if covariates is None:
         return None
+    if names is not None and hasattr(covariates, "columns") and [str(c) for c in covariates.columns] != list(names):
+        raise InputError(f"covariates have columns {[str(c) for c in covariates.columns]}, the model was "
+                         f"trained with {list(names)} (same names, same order)")
     arr = np.asarray(covariates.to_numpy() if hasattr(covariates, "to_numpy") else covariates, dtype=np.float64)
     if arr.ndim == 1:
         arr = arr[:, None]
@@ -357,6 +379,11 @@ def _fit_inputs(fit, genotypes, positions, covariates, device):
         raise InputError(f"the model was trained with covariates {fit.covar_names}: pass covariates")
     cov = standardize_covariates(covariates, genotypes.n_samples, fit.covar_mean, fit.covar_scale,
                                  fit.covar_names) if fit.covar_names else None
+    if cov is not None and not np.isfinite(cov[positions]).all():
+        bad = positions[~np.isfinite(cov[positions]).all(1)]
+        raise InputError(f"{len(bad)} of the samples asked for have a missing or non-finite covariate "
+                         f"(first: sample {int(bad[0])}, {tuple(genotypes.samples[['fid', 'iid']].iloc[int(bad[0])])}); "
+                         "the network needs every input", getattr(genotypes, "prefix", None) or None)
     cov_t = torch.as_tensor(cov, device=dev) if cov is not None else None
     center = torch.as_tensor(np.asarray(fit.center, dtype=np.float32), device=dev)
     return dev, positions, cov_t, center

@@ -4,12 +4,18 @@ their safe on-disk format.
 On disk (``DeepFit.save(dir)``)::
 
     dir/fit.json          trait, options, selected config, covariate names/scaling, members
-                          (config, seed, role, metrics, weight file + sha256)
+                          (config, seed, role, metrics, weight file), the data file names
+                          and every file's sha256
     dir/variants.tsv      chrom, pos, snp, a1, a2 (A1 = .bim column 5 = counted allele)
     dir/samples.tsv       fid, iid of the genotypes' samples (split positions index these)
     dir/arrays.pt         center, split positions, covariate mean/scale, and the folds of
                           cross-fitted refits when there are any (plain tensors)
     dir/members/NNN.pt    each member's state_dict (plain tensors)
+
+(A fit saved over an earlier one has a generation tag in the data file names, e.g.
+``variants-1a2b3c4d.tsv``: fit.json, written last, is what makes the new fit current.)
+A member that diverged in training (non-finite weights, ``val_loglik`` NaN) is saved and
+loaded as it was trained; attribution refuses to score it.
 
 Tensor files are written with ``torch.save`` of a dict of tensors and read back with
 ``torch.load(weights_only=True)``: nothing is unpickled, so a fit received from someone
@@ -22,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +54,10 @@ class Split:
 
     def __post_init__(self):
         for name in ("train", "early_stop", "validation"):
-            setattr(self, name, np.asarray(getattr(self, name), dtype=np.int64))
+            p = np.asarray(getattr(self, name))
+            if p.size and p.dtype.kind not in "iu":  # 0.7 would silently become sample 0
+                raise InputError(f"split.{name} must hold integer sample positions, got dtype {p.dtype}")
+            setattr(self, name, p.astype(np.int64).reshape(-1))
         allp = np.concatenate([self.train, self.early_stop, self.validation])
         if len(np.unique(allp)) != len(allp):
             raise InputError("the train / early-stop / validation sets of a split must not overlap")
@@ -156,6 +166,8 @@ def config_json(config: dict) -> dict:
 def config_from_json(d: dict) -> dict:
     d = dict(d)
     d["hidden"] = tuple(int(h) for h in d["hidden"])
+    if len(d["hidden"]) != 2 or min(d["hidden"]) < 1:
+        raise ValueError(f"hidden must be two positive widths, got {d['hidden']}")
     return d
 
 
@@ -208,13 +220,21 @@ class DeepFit:
 
     # ------------------------------------------------------------------ saving
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the fit to directory ``path`` (created; existing files of a fit are replaced)."""
+        """Write the fit to directory ``path`` (created if needed).
+
+        fit.json is written last (under a temporary name, then renamed) and names every
+        other file, so it is the commit point: saving over an earlier fit writes the new
+        data files under fresh names beside the old ones, and an interrupted save leaves the
+        earlier fit loadable. The files of the earlier fit are removed once the new fit.json
+        is in place."""
         d = Path(path)
         (d / "members").mkdir(parents=True, exist_ok=True)
-        hashes = {}
-        with atomic_path(d / "variants.tsv") as tmp:
+        # plain names for a fresh directory; a generation tag where a fit is already saved
+        tag = f"-{secrets.token_hex(4)}" if (d / "fit.json").exists() else ""
+        files = {"variants": f"variants{tag}.tsv", "samples": f"samples{tag}.tsv", "arrays": f"arrays{tag}.pt"}
+        with atomic_path(d / files["variants"]) as tmp:
             self.variants[VARIANT_COLUMNS].to_csv(tmp, sep="\t", index=False)
-        with atomic_path(d / "samples.tsv") as tmp:
+        with atomic_path(d / files["samples"]) as tmp:
             self.samples[["fid", "iid"]].to_csv(tmp, sep="\t", index=False)
         arrays = {
             "center": torch.as_tensor(np.asarray(self.center, dtype=np.float32)),
@@ -226,28 +246,28 @@ class DeepFit:
         }
         if self.folds is not None:
             arrays["folds"] = torch.as_tensor(np.asarray(self.folds, dtype=np.int64))
-        _save_tensors(d / "arrays.pt", arrays)
+        _save_tensors(d / files["arrays"], arrays)
         members = []
         for i, m in enumerate(self.members):
-            name = f"members/{i:03d}.pt"
+            name = f"members/{i:03d}{tag}.pt"
             save_member_weights(d / name, m.model)
             members.append({"config": config_json(m.config), "seed": int(m.seed), "role": m.role,
                             "metrics": m.metrics, "file": name,
                             "fold": None if m.fold is None else int(m.fold)})
-        for name in ["variants.tsv", "samples.tsv", "arrays.pt"] + [m["file"] for m in members]:
-            hashes[name] = _sha256(d / name)
+        hashes = {name: _sha256(d / name) for name in [*files.values(), *(m["file"] for m in members)]}
         meta = {
             "format": FORMAT, "trait": self.trait, "n_snps": self.n_snps,
             "covar_names": list(self.covar_names), "y_mean": float(self.y_mean),
             "y_scale": float(self.y_scale),
             "selected": config_json(self.selected) if self.selected else None,
-            "config": self.config, "members": members, "sha256": hashes,
+            "config": self.config, "files": files, "members": members, "sha256": hashes,
         }
         with atomic_path(d / "fit.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1, default=_json_default))
-        # drop member files of an earlier, longer fit saved to the same place
-        for f in (d / "members").glob("*.pt"):
-            if f"members/{f.name}" not in hashes:
+        # the earlier fit's files (the names save writes, and no others)
+        for f in [*d.glob("variants*.tsv"), *d.glob("samples*.tsv"), *d.glob("arrays*.pt"),
+                  *(d / "members").glob("*.pt")]:
+            if f.relative_to(d).as_posix() not in hashes:
                 f.unlink()
         return d
 
@@ -265,25 +285,36 @@ class DeepFit:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise InputError(f"unknown format {meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r}", fj)
         try:
+            files = _data_files(meta)
+            if meta["trait"] not in ("binary", "quantitative"):
+                raise InputError(f"trait must be 'binary' or 'quantitative', got {meta['trait']!r}", fj)
+            for k in ("y_mean", "y_scale"):
+                if isinstance(meta[k], bool) or not isinstance(meta[k], (int, float)) or not np.isfinite(meta[k]):
+                    raise InputError(f"{k} must be a finite number, got {meta[k]!r}", fj)
             for name, h in meta["sha256"].items():
+                if Path(name).is_absolute() or ".." in Path(name).parts:
+                    raise InputError(f"fit.json lists {name!r}, outside the fit's directory", fj)
                 p = d / name
                 if not p.is_file():
                     raise InputError("file listed in fit.json is missing", p)
                 if _sha256(p) != h:
                     raise InputError("checksum mismatch: the file is corrupt or was changed after saving", p)
-            variants = pd.read_csv(d / "variants.tsv", sep="\t", dtype={"chrom": str, "snp": str, "a1": str, "a2": str})
-            samples = pd.read_csv(d / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+            # no NA conversion: "NA" or "null" is a legal SNP ID (read_plink keeps it as text)
+            variants = pd.read_csv(d / files["variants"], sep="\t", keep_default_na=False,
+                                   dtype={"chrom": str, "snp": str, "a1": str, "a2": str})
+            samples = pd.read_csv(d / files["samples"], sep="\t", dtype=str, keep_default_na=False)
             if list(variants.columns) != VARIANT_COLUMNS or len(variants) != meta["n_snps"]:
-                raise InputError(f"expected columns {VARIANT_COLUMNS} and {meta['n_snps']} rows", d / "variants.tsv")
-            arrays = _load_tensors(d / "arrays.pt")
+                raise InputError(f"expected columns {VARIANT_COLUMNS} and {meta['n_snps']} rows", d / files["variants"])
+            variants["pos"] = variants["pos"].astype(np.int64)
+            arrays = _load_tensors(d / files["arrays"])
             center = arrays["center"].numpy().astype(np.float32)
             if center.shape != (meta["n_snps"],):
-                raise InputError(f"center has shape {tuple(center.shape)}, expected ({meta['n_snps']},)", d / "arrays.pt")
+                raise InputError(f"center has shape {tuple(center.shape)}, expected ({meta['n_snps']},)", d / files["arrays"])
             split = Split(arrays["split_train"].numpy(), arrays["split_early_stop"].numpy(),
                           arrays["split_validation"].numpy())
             folds = arrays["folds"].numpy().astype(np.int64) if "folds" in arrays else None
             if folds is not None and folds.shape != (len(samples),):
-                raise InputError(f"folds has shape {tuple(folds.shape)}, expected ({len(samples)},)", d / "arrays.pt")
+                raise InputError(f"folds has shape {tuple(folds.shape)}, expected ({len(samples)},)", d / files["arrays"])
             n_covar = len(meta["covar_names"])
             members = []
             for rec in meta["members"]:
@@ -295,18 +326,28 @@ class DeepFit:
                     raise InputError(f"member {rec['file']} names fold {fold}, which the saved folds lack", fj)
                 members.append(Member(cfg, int(rec["seed"]), model, dict(rec["metrics"]), rec["role"],
                                       None if fold is None else int(fold)))
+            selected = config_from_json(meta["selected"]) if meta["selected"] else None
         except InputError:
             raise
-        except (KeyError, TypeError, ValueError, pd.errors.ParserError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, pd.errors.ParserError) as exc:
             raise InputError(f"inconsistent saved fit ({type(exc).__name__}: {exc})", d) from None
         return cls(
             members=members, variants=variants, center=center, covar_names=list(meta["covar_names"]),
             covar_mean=arrays["covar_mean"].numpy(), covar_scale=arrays["covar_scale"].numpy(),
             split=split, samples=samples, trait=meta["trait"], y_mean=meta["y_mean"],
             y_scale=meta["y_scale"],
-            selected=config_from_json(meta["selected"]) if meta["selected"] else None,
-            config=meta["config"], folds=folds,
+            selected=selected, config=meta["config"], folds=folds,
         )
+
+
+def _data_files(meta: dict) -> dict:
+    """The data file names a fit.json names (fits saved before the names were recorded
+    used the plain ones)."""
+    files = meta.get("files") or {"variants": "variants.tsv", "samples": "samples.tsv", "arrays": "arrays.pt"}
+    if not isinstance(files, dict) or set(files) != {"variants", "samples", "arrays"} or not all(
+            isinstance(v, str) and "/" not in v and "\\" not in v and not v.startswith(".") for v in files.values()):
+        raise InputError(f"fit.json 'files' must name the variants, samples and arrays files, got {files!r}")
+    return files
 
 
 def load_fit(path: str | os.PathLike) -> DeepFit:
@@ -363,7 +404,9 @@ def load_member_weights(path: Path, model: GenotypeMLP) -> None:
         if tuple(state[k].shape) != tuple(v.shape):
             raise InputError(f"{k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)} "
                              "(another SNP list or architecture)", path)
-        if state[k].dtype != torch.float32 or not torch.isfinite(state[k]).all():
-            raise InputError(f"{k} must be finite float32", path)
+        # non-finite values are allowed: a member that diverged in training is saved as it is
+        # (the checksums catch corrupt files; attribution refuses diverged members)
+        if state[k].dtype != torch.float32:
+            raise InputError(f"{k} must be float32, got {state[k].dtype}", path)
     model.load_state_dict(state)
     model.float().eval()

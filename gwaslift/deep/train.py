@@ -85,7 +85,7 @@ import torch.nn.functional as F
 from .._util import atomic_path, progress_bar
 from ..errors import InputError
 from ..io.packed import unpack_codes
-from .data import check_variants, iter_batches, packed_nbytes, stage
+from .data import check_samples, check_variants, iter_batches, packed_nbytes, stage
 from .fit import (DeepFit, Member, Split, VARIANT_COLUMNS, _sha256, config_json, fold_split,
                   load_member_weights, make_folds, make_split, member_key, save_member_weights)
 from . import kernels, optim
@@ -102,9 +102,17 @@ DEFAULT_CPU_BYTES = 4 * 2**30
 
 # ===================================================================== inputs
 def resolve_device(device) -> torch.device:
+    """``"auto"``/None: CUDA when present, else CPU; else the device named, which must exist."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"unknown device {device!r} ({exc})") from None
+    if dev.type == "cuda" and not (torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()):
+        raise InputError(f"device {device!r} asked for, but this machine has "
+                         f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} CUDA devices")
+    return dev
 
 
 def _phenotype(genotypes, phenotype, trait: str | None):
@@ -116,6 +124,8 @@ def _phenotype(genotypes, phenotype, trait: str | None):
     obs = y[~np.isnan(y)]
     if obs.size == 0:
         raise InputError("phenotype has no non-missing values")
+    if not np.isfinite(obs).all():
+        raise InputError(f"phenotype has {int((~np.isfinite(obs)).sum())} infinite values (missing is NaN)")
     vals = np.unique(obs)
     if trait is None:
         trait = "binary" if (set(vals) <= {0.0, 1.0} or set(vals) <= {1.0, 2.0}) else "quantitative"
@@ -134,13 +144,20 @@ def _phenotype(genotypes, phenotype, trait: str | None):
 def _covariates(genotypes, covariates):
     if covariates is None:
         return None, []
-    if hasattr(covariates, "columns"):
-        names = [str(c) for c in covariates.columns]
-        arr = covariates.to_numpy(dtype=np.float64)
-    else:
-        arr = np.asarray(covariates, dtype=np.float64)
-        arr = arr[:, None] if arr.ndim == 1 else arr
-        names = [f"covar{i}" for i in range(arr.shape[1])]
+    try:
+        if hasattr(covariates, "columns"):
+            names = [str(c) for c in covariates.columns]
+            arr = covariates.to_numpy(dtype=np.float64)
+        else:
+            arr = np.asarray(covariates, dtype=np.float64)
+            arr = arr[:, None] if arr.ndim == 1 else arr
+            names = [f"covar{i}" for i in range(arr.shape[1])]
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"covariates must be numeric (code categories as 0/1 columns): {exc}") from None
+    if arr.ndim != 2:
+        raise InputError(f"covariates must be (n_samples, n_covariates), got shape {arr.shape}")
+    if np.isinf(arr).any():
+        raise InputError(f"covariates have {int(np.isinf(arr).sum())} infinite values (missing is NaN)")
     if arr.shape[0] != genotypes.n_samples:
         raise InputError(f"covariates have {arr.shape[0]} rows, expected one per sample ({genotypes.n_samples})")
     return arr, names
@@ -673,8 +690,8 @@ class _Checkpoints:
         if man.exists():
             try:
                 old = json.loads(man.read_text()).get("fingerprint")
-            except (json.JSONDecodeError, AttributeError):
-                raise InputError("checkpoint manifest is not valid JSON", man) from None
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                raise InputError("checkpoint manifest is not a JSON object", man) from None
             if old != fingerprint:
                 raise InputError("this checkpoint directory belongs to another run (other data, split, "
                                  "phenotype or training options); use a fresh directory", man)
@@ -688,8 +705,10 @@ class _Checkpoints:
         js = self.dir / f"{key}.json"
         try:
             rec = json.loads(js.read_text())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise InputError("checkpoint record is not valid JSON", js) from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("metrics"), dict):
+            raise InputError("checkpoint record is not a JSON object with the member's metrics", js)
         pt = self.dir / f"{key}.pt"
         if not pt.exists() or _sha256(pt) != rec.get("sha256"):
             raise InputError("checkpoint weights missing or corrupt (checksum mismatch)", pt)
@@ -710,14 +729,21 @@ class _Checkpoints:
 
 # ===================================================================== public API
 def _grid(hidden, l1, lr):
-    hidden = [tuple(int(v) for v in h) for h in ([hidden] if isinstance(hidden[0], (int, np.integer)) else hidden)]
-    l1 = [float(v) for v in np.atleast_1d(l1)]
-    lr = [float(v) for v in np.atleast_1d(lr)]
+    if hidden is None or len(hidden) == 0:
+        raise InputError("the grid is empty: hidden needs at least one (h1, h2) pair")
+    try:
+        hidden = [tuple(int(v) for v in h) for h in ([hidden] if isinstance(hidden[0], (int, np.integer)) else hidden)]
+        l1 = [float(v) for v in np.atleast_1d(l1)]
+        lr = [float(v) for v in np.atleast_1d(lr)]
+    except (TypeError, ValueError, IndexError) as exc:
+        raise InputError(f"hidden must be (h1, h2) pairs, l1 and lr numbers or lists of numbers ({exc})") from None
+    if not (hidden and l1 and lr):
+        raise InputError("the grid is empty: hidden, l1 and lr each need at least one value")
     for h in hidden:
         if len(h) != 2 or min(h) < 1:
             raise InputError(f"hidden sizes must be pairs of positive widths (h1, h2), got {h}")
-    if min(l1) < 0 or min(lr) <= 0:
-        raise InputError("l1 must be >= 0 and lr > 0")
+    if not all(math.isfinite(a) and a >= 0 for a in l1) or not all(math.isfinite(r) and r > 0 for r in lr):
+        raise InputError(f"l1 must be finite and >= 0 and lr finite and > 0, got l1={l1}, lr={lr}")
     return [{"hidden": h, "l1": a, "lr": r} for h, a, r in itertools.product(hidden, l1, lr)]
 
 
@@ -862,8 +888,7 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
         raise InputError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     if l1_mode not in ("proximal", "subgradient"):
         raise InputError(f"l1_mode must be 'proximal' or 'subgradient', got {l1_mode!r}")
-    if pos_weight is not None and pos_weight != "balanced" and not float(pos_weight) > 0:
-        raise InputError("pos_weight must be None, 'balanced' or a positive number")
+    _check_training_options(epochs, patience, batch_size, pos_weight, trait)
     _check_precision(precision)
     if cross_fit and refit_seeds is None:
         raise InputError("cross_fit applies to the refits: pass refit_seeds too")
@@ -902,6 +927,27 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
     return fit
 
 
+def _check_training_options(epochs, patience, batch_size, pos_weight, trait):
+    for name, v in (("epochs", epochs), ("patience", patience), ("batch_size", batch_size)):
+        try:
+            whole = not isinstance(v, bool) and int(v) == v and v >= 1
+        except (TypeError, ValueError):
+            whole = False
+        if not whole:
+            raise InputError(f"{name} must be a whole number >= 1, got {v!r}")
+    if pos_weight is None:
+        return
+    if trait != "binary":
+        raise InputError("pos_weight weights the cases of a binary trait; this trait is quantitative")
+    if pos_weight != "balanced":
+        try:
+            ok = math.isfinite(float(pos_weight)) and float(pos_weight) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InputError(f"pos_weight must be None, 'balanced' or a finite positive number, got {pos_weight!r}")
+
+
 def _check_precision(precision):
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -927,7 +973,12 @@ def select(fit: DeepFit, role: str = "grid") -> dict:
         raise InputError(f"the fit has no {role!r} members to select from")
     tab = fit.metrics_table()
     tab = tab[tab.role == role]
-    mean = tab.groupby(["h1", "h2", "l1", "lr"], sort=False)["val_loglik"].mean()
+    # a seed without a validation log-likelihood (it diverged, or there are no validation
+    # samples) leaves its configuration without a mean: it cannot be chosen
+    mean = tab.groupby(["h1", "h2", "l1", "lr"], sort=False)["val_loglik"].agg(lambda v: v.mean(skipna=False))
+    if not np.isfinite(mean.to_numpy(dtype=np.float64)).any():
+        raise InputError(f"no configuration of the {role!r} members has a finite validation log-likelihood for "
+                         "every seed (an empty validation split, or members that diverged): nothing to select")
     h1, h2, a, r = mean.idxmax()
     return {"hidden": (int(h1), int(h2)), "l1": float(a), "lr": float(r)}
 
@@ -960,9 +1011,7 @@ def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "r
     checkpoint under ``checkpoint_dir/fold<j>``.
     """
     check_variants(fit.variants, genotypes)
-    if len(genotypes.samples) != len(fit.samples) or not np.array_equal(
-            genotypes.samples["iid"].astype(str).to_numpy(), fit.samples["iid"].astype(str).to_numpy()):
-        raise InputError("refit needs the genotypes' samples of the original fit (the split indexes them)")
+    check_samples(fit.samples, genotypes)
     cfg = dict(config or fit.selected or select(fit))
     cfg["hidden"] = tuple(int(h) for h in cfg["hidden"])
     y, trait = _phenotype(genotypes, phenotype, fit.trait)
