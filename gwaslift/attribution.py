@@ -847,6 +847,8 @@ def deeplift(fit, genotypes, samples="validation", reference="mean", rule: str =
     chosen = _resolve_members(fit, members)
     labels = _labels(chosen)
     pos = _resolve_samples(fit, genotypes, samples)
+    if return_matrix and len(np.unique(pos)) != len(pos):
+        raise InputError("return_matrix needs each sample once: the samples asked for repeat some positions")
     refs, ref_desc = _resolve_references(fit, reference)
     models = [m.model for _, m in chosen]
     diverged = [i for (i, _), mod in zip(chosen, models)

@@ -419,6 +419,8 @@ def test_bad_input_raises(geno):
     with pytest.raises(InputError, match=r"sample 0 differs"):
         deeplift(fit, geno.subset(samples=perm), covariates=cov)
     assert deeplift(fit, geno.subset(samples=perm), covariates=cov, samples="all").samples.size == geno.n_samples
+    with pytest.raises(InputError, match="return_matrix needs each sample once"):
+        deeplift(fit, geno, covariates=cov, samples=[3, 5, 3], return_matrix=True)
     # covariates by name and order; a missing covariate in a scored sample is an error, not NaN scores
     with pytest.raises(InputError, match=r"columns \['age'\], the model was trained with \['pc0'\]"):
         deeplift(fit, geno, covariates=pd.DataFrame({"age": cov[:, 0]}))
