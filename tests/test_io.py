@@ -248,3 +248,119 @@ def test_dask_names_depend_on_chunking(dummy_bfile):
     h = g.with_chunks(30)
     assert g.packed.name != h.packed.name and g.dosage.name != h.dosage.name
     assert g.packed.name == gwaslift.read_plink(dummy_bfile, variant_chunk=7).packed.name
+
+
+# ---------------------------------------------------------------- plink2 conventions on read
+
+
+def _small_fileset(prefix: Path, n: int = 12, m: int = 6, seed: int = 0, bim_lines=None, fam_lines=None):
+    """A fileset written by gwaslift's writer, then .bim/.fam lines replaced as given."""
+    rng = np.random.default_rng(seed)
+    d = rng.integers(0, 3, size=(n, m)).astype(np.float32)
+    samples = pd.DataFrame({"fid": [f"f{i}" for i in range(n)], "iid": [f"i{i}" for i in range(n)],
+                            "father": "0", "mother": "0", "sex": 1, "trait": np.nan})
+    variants = pd.DataFrame({"chrom": "1", "snp": [f"rs{j}" for j in range(m)], "cm": 0.0,
+                             "pos": np.arange(m) * 10 + 100, "a1": "A", "a2": "G"})
+    gwaslift.write_plink(prefix, d, samples, variants)
+    if bim_lines is not None:
+        Path(f"{prefix}.bim").write_text("\n".join(bim_lines) + "\n")
+    if fam_lines is not None:
+        Path(f"{prefix}.fam").write_text("\n".join(fam_lines) + "\n")
+    return d
+
+
+def test_fam_trait_missing_spellings_match_plink2(tmp_path, plink2):
+    """Any number equal to -9 is missing in column 6, as in phenotype files and plink2."""
+    tokens = ["-9.0", "-9", "-9e0", "-9.000", "NA", "nan", "1.5", "-8.5", "2", "-90", "0.25", "NaN"]
+    _small_fileset(tmp_path / "t", fam_lines=[f"f{i} i{i} 0 0 1 {t}" for i, t in enumerate(tokens)])
+    g = gwaslift.read_plink(tmp_path / "t")
+    plink2("--bfile", tmp_path / "t", "--make-just-psam", "--out", tmp_path / "ref")
+    ref = pd.read_csv(tmp_path / "ref.psam", sep="\t", na_values=["NA"])["PHENO1"].to_numpy(dtype=float)
+    np.testing.assert_array_equal(g.samples.trait.to_numpy(), ref)
+    assert g.samples.trait.isna().sum() == 7  # -9.0 was read as the value -9 before
+
+
+def test_fam_text_trait_warns_and_is_missing(fileset):
+    fam = Path(f"{fileset}.fam")
+    lines = [set_field(line, 5, "case" if k % 2 else "control") for k, line in enumerate(fam.read_text().splitlines())]
+    fam.write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"x\.fam, line 1: .*text such as 'control' on 203 of 203 lines"):
+        g = gwaslift.read_plink(fileset)
+    assert g.samples.trait.isna().all()
+
+
+def _bump_mtime(path: Path, st) -> None:
+    """Give ``path`` a modification time 1 s after ``st``'s (a rewrite within one clock tick
+    of the filesystem could otherwise keep the old time)."""
+    import os
+
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
+def test_rewritten_bed_raises_not_stale_dosages(tmp_path):
+    """A .bed rewritten in place (same size) after read_plink: every read path refuses it."""
+    d = _small_fileset(tmp_path / "r", n=12, m=6)
+    g = gwaslift.read_plink(tmp_path / "r", variant_chunk=2)
+    sub = g.subset(variants=[4, 0, 2])  # not contiguous: the memmap path
+    np.testing.assert_array_equal(g.read_dosage(0, 6), d)
+    before = Path(f"{tmp_path}/r.bed").stat()
+    # the same fileset with two samples swapped: same size, other dosages
+    gwaslift.write_plink(tmp_path / "r", d[[1, 0, *range(2, 12)]], g.samples, g.variants)
+    _bump_mtime(Path(f"{tmp_path}/r.bed"), before)
+    assert Path(f"{tmp_path}/r.bed").stat().st_size == before.st_size
+    for read in (lambda: g.read_dosage(0, 6), lambda: sub.read_dosage(0, 3), lambda: g.dosage.compute(),
+                 lambda: sub.packed.compute(), lambda: pickle.loads(pickle.dumps(g.source)).read_rows(np.arange(2))):
+        with pytest.raises(InputError, match=r"r\.bed: the \.bed changed since it was opened"):
+            read()
+    np.testing.assert_array_equal(gwaslift.read_plink(tmp_path / "r").read_dosage(0, 6), d[[1, 0, *range(2, 12)]])
+
+
+def test_shrunk_or_removed_bed_raises_input_error(tmp_path):
+    """A smaller rewrite (e.g. QC'd subset written over its input) or a removed .bed: InputError
+    naming the file, not numpy's mmap ValueError."""
+    d = _small_fileset(tmp_path / "s", n=12, m=6)
+    g = gwaslift.read_plink(tmp_path / "s")
+    sub = g.subset(variants=[5, 1])
+    gwaslift.write_plink(tmp_path / "s", d[:, :3], g.samples, g.variants.iloc[:3])
+    for read in (lambda: sub.read_dosage(0, 2), lambda: g.read_packed(0, 6)):
+        with pytest.raises(InputError, match=r"s\.bed: the \.bed changed since it was opened \(size 21 -> 12 bytes\)"):
+            read()
+    Path(f"{tmp_path}/s.bed").unlink()
+    with pytest.raises(InputError, match=r"s\.bed: the \.bed was removed"):
+        sub.read_dosage(0, 2)
+
+
+def test_negative_positions_are_excluded_like_plink2(tmp_path, plink2):
+    bim = [f"1 rs{j} 0 {pos} A G" for j, pos in enumerate([-1, 200, 300, -5, 500, 600])]
+    d = _small_fileset(tmp_path / "n", n=12, m=6, bim_lines=bim)
+    with pytest.warns(UserWarning,
+                      match=r"n\.bim: 2 variants with a negative.*'rs0' on line 1.*4 out of 6 variants loaded"):
+        g = gwaslift.read_plink(tmp_path / "n", variant_chunk=3)
+    plink2("--bfile", tmp_path / "n", "--make-bed", "--out", tmp_path / "ref")
+    ref = pd.read_csv(tmp_path / "ref.bim", sep=r"\s+", header=None, dtype=str)
+    assert g.variants.snp.tolist() == ref[1].tolist() == ["rs1", "rs2", "rs4", "rs5"]
+    assert g.variant_idx.tolist() == [1, 2, 4, 5] and g.source.n_variants == 6
+    np.testing.assert_array_equal(g.dosage.compute(), d[:, [1, 2, 4, 5]])
+    np.testing.assert_array_equal(g.dosage.compute(), plink2_dosage(plink2, tmp_path / "ref", tmp_path))
+    # written back, the excluded variants are gone from all three files
+    gwaslift.write_plink(tmp_path / "w", g)
+    np.testing.assert_array_equal(gwaslift.read_plink(tmp_path / "w").dosage.compute(), d[:, [1, 2, 4, 5]])
+    Path(f"{tmp_path}/n.bim").write_text("\n".join(f"1 rs{j} 0 -{j + 1} A G" for j in range(6)) + "\n")
+    expect_error(tmp_path / "n", "n.bim", "every variant has a negative base-pair position")
+
+
+def test_chromosome_codes_named_like_plink2(tmp_path, plink2):
+    codes = ["chr1", "CHR2", "01", "0", "23", "X", "chrx", "24", "chrY", "25", "XY", "26", "M", "chrMT", "mt"]
+    _small_fileset(tmp_path / "c", n=8, m=len(codes),
+                   bim_lines=[f"{c} rs{j} 0 {100 + j} A G" for j, c in enumerate(codes)])
+    g = gwaslift.read_plink(tmp_path / "c")
+    # plink2 refuses to write a .bed with split chromosomes; its sorted .pvar names them all
+    plink2("--bfile", tmp_path / "c", "--make-pgen", "--sort-vars", "--out", tmp_path / "ref")
+    lines = [line for line in (tmp_path / "ref.pvar").read_text().splitlines() if not line.startswith("##")]
+    pvar = pd.DataFrame([line.split("\t") for line in lines[1:]], columns=lines[0].split("\t"))
+    ref = dict(zip(pvar["ID"], pvar["#CHROM"]))
+    assert g.variants.chrom.tolist() == [ref[s] for s in g.variants.snp]
+    assert g.variants.chrom.tolist()[4:9] == ["X", "X", "X", "Y", "Y"]
+    # contig names plink2 keeps as written (with --allow-extra-chr) stay as they are
+    extra = ["chrUn_gl000220", "HLA", "chr"]
+    assert gwaslift.io.plink.normalize_chrom(extra).tolist() == extra

@@ -345,3 +345,86 @@ def test_text_columns_sid_and_bool_like_values(tmp_path, geno):
     np.testing.assert_array_equal(c["smoker=True"].to_numpy()[:4], [1, 0, np.nan, 1])
     np.testing.assert_array_equal(c["grp=b"].to_numpy()[:4], [np.nan, 1, 0, 1])
     assert c.attrs["categorical"] == {"smoker": ["False", "True"], "grp": ["a", "b"]}
+
+
+# ---------------------------------------------------------------------------------- plink2 rules
+
+
+def test_parse_values_is_the_missing_rule_of_files_and_fam(tmp_path, geno):
+    """One rule: a token is missing in a phenotype file exactly when it is in a .fam."""
+    from gwaslift.io.pheno import parse_values
+    from gwaslift.io.plink import read_fam
+
+    tokens = ["-9.0", "-9", "-9e0", "NA", "na", "NaN", "nan", "1.5", "-90", "2", "inf", "-9.5"]
+    values, text = parse_values(np.array(tokens + ["case", None], dtype=object))
+    np.testing.assert_array_equal(values, [np.nan] * 7 + [1.5, -90, 2, np.inf, -9.5, np.nan, np.nan])
+    assert text.tolist() == [False] * 12 + [True, False]
+    ids = _ids(geno)[:len(tokens)]
+    fam = _write(tmp_path / "t.fam", [f"{a} {b} 0 0 1 {t}" for (a, b), t in zip(ids, tokens)])
+    np.testing.assert_array_equal(read_fam(fam).trait.to_numpy(), values[:len(tokens)])
+    ph = _write(tmp_path / "t.txt", ["FID IID y"] + [f"{a} {b} {t}" for (a, b), t in zip(ids, tokens) if t != "inf"])
+    s = _quiet(read_pheno, ph, geno, binary=False)
+    np.testing.assert_array_equal(s.to_numpy()[:len(tokens)], np.where(np.isinf(values), np.nan, values)[:len(tokens)])
+
+
+def _psam(path, ids, sex_first=False):
+    """A plink2 .psam (FID IID PAT MAT SEX T2D) used as a phenotype/covariate file."""
+    rows = [f"{a}\t{b}\t0\t0\t{1 + k % 2}\t{1 + (k // 2) % 2}" for k, (a, b) in enumerate(ids)]
+    return _write(path, ["#FID\tIID\tPAT\tMAT\tSEX\tT2D"] + rows)
+
+
+def test_psam_columns_pat_mat_are_never_phenotypes(tmp_path, dummy_bfile, plink2):
+    g = read_plink(dummy_bfile)
+    f = _psam(tmp_path / "s.psam", _ids(g))
+    with pytest.warns(UserWarning, match=r"s\.psam: column\(s\) PAT, MAT are sample ID / parent fields"):
+        y = read_pheno(f, g)
+    # plink2 loads only T2D when it is named, and refuses the file otherwise
+    plink2("--bfile", dummy_bfile, "--pheno", f, "--pheno-name", "T2D", "--make-just-psam", "--out", tmp_path / "ref")
+    ref = pd.read_csv(tmp_path / "ref.psam", sep="\t", na_values=["NA"])["T2D"].to_numpy(dtype=float)
+    assert y.name == "T2D" and y.attrs["coding"] == "1/2"
+    np.testing.assert_array_equal(y.to_numpy(), ref - 1)
+    with pytest.raises(RuntimeError, match="'PAT' cannot be used as a phenotype/covariate name"):
+        plink2("--bfile", dummy_bfile, "--pheno", f, "--pheno-name", "PAT", "--make-just-psam", "--out", tmp_path / "x")
+    for column in ("PAT", 2):  # by name, or by number (MAT is value column 2)
+        with pytest.raises(InputError, match=r"s\.psam: '(PAT|MAT)' cannot be used as a phenotype/covariate name"):
+            read_pheno(f, g, column=column)
+    np.testing.assert_array_equal(read_pheno(f, g, column="SEX", binary=False).to_numpy(), g.samples.index % 2 + 1)
+
+
+def test_psam_as_covariates_skips_pat_mat_keeps_sex(tmp_path, geno):
+    f = _psam(tmp_path / "c.psam", _ids(geno))
+    with pytest.warns(UserWarning, match=r"PAT, MAT are sample ID / parent fields"):
+        c = read_covar(f, geno)
+    assert list(c.columns) == ["SEX", "T2D"]  # SEX is a covariate to plink2 as well
+    with pytest.raises(InputError, match=r"'MAT' cannot be used as a phenotype/covariate name"):
+        read_covar(f, geno, columns=["T2D", "MAT"])
+    with pytest.raises(InputError, match=r"'PAT' cannot be used"):
+        read_covar(f, geno, columns=["T2D"], categorical="PAT")
+    only = _write(tmp_path / "o.txt", ["FID IID PAT"] + [f"{a} {b} 0" for a, b in _ids(geno)])
+    with pytest.raises(InputError, match=r"o\.txt: no phenotype column: PAT cannot be used"):
+        read_pheno(only, geno)
+
+
+def test_01_case_control_warns_what_plink2_reads(tmp_path, dummy_bfile, plink2):
+    g = read_plink(dummy_bfile)
+    codes = np.random.default_rng(4).integers(0, 2, g.n_samples)
+    f = _write(tmp_path / "b.txt", ["FID IID t2d"] + [f"{a} {b} {c}" for (a, b), c in zip(_ids(g), codes)])
+    n_case, n_ctrl = int(codes.sum()), int((codes == 0).sum())
+    with pytest.warns(UserWarning, match=rf"b\.txt: case/control values 0/1 read as 0 = control, 1 = case "
+                                         rf"\({n_case} cases, {n_ctrl} controls\); plink2 reads this file as "
+                                         r"1 = control, 0 = missing unless run with --1"):
+        y = read_pheno(f, g)
+    np.testing.assert_array_equal(y.to_numpy(), codes)  # gwaslift's rule is kept
+    # ... and the warning says what plink2 does with the file
+    plink2("--bfile", dummy_bfile, "--pheno", f, "--make-just-psam", "--out", tmp_path / "ref")
+    ref = pd.read_csv(tmp_path / "ref.psam", sep="\t", na_values=["NA"])["t2d"].to_numpy(dtype=float)
+    np.testing.assert_array_equal(ref, np.where(codes == 0, np.nan, 1.0))
+    # in-memory 0/1 (the Python convention) is taken without a warning; a 0/1 .fam trait warns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert as_phenotype(codes, g).attrs["coding"] == "0/1"
+        assert as_phenotype(y, g) is not None  # a read phenotype passes through, no second warning
+    fam = g.samples.assign(trait=codes.astype(float))
+    write_plink(tmp_path / "f", g.read_dosage(0, g.n_variants), fam, g.variants)
+    with pytest.warns(UserWarning, match=r"f\.fam column 6: case/control values 0/1"):
+        as_phenotype(None, read_plink(tmp_path / "f"))

@@ -80,7 +80,8 @@ def test_ids_alleles_and_truth_match_bim(spatial_q):
 
 def test_fam_pheno_and_pop_tables_agree(spatial_q, tmp_path):
     fam = read_plink(spatial_q.prefix).samples
-    pheno = pd.read_csv(spatial_q.paths["pheno"], sep="\t")
+    # correctly rounded, as read_fam (pandas' default float parser may be an ulp off)
+    pheno = pd.read_csv(spatial_q.paths["pheno"], sep="\t", float_precision="round_trip")
     pop = pd.read_csv(spatial_q.paths["pop"], sep="\t")
     assert list(pheno.columns) == ["FID", "IID", "trait"]
     assert list(pheno["IID"]) == list(fam["iid"]) == list(pop["IID"])

@@ -10,9 +10,13 @@ File format (what plink 1.9 / plink2 accept for ``--pheno`` / ``--covar``):
   matched on IID alone, which must then be unique among the genotype samples;
 * no header: ``FID IID v1 v2 ...`` as plink 1 allowed; the value columns are named
   ``PHENO1, PHENO2, ...`` (:func:`read_pheno`) or ``COVAR1, COVAR2, ...`` (:func:`read_covar`);
+* ``FID``, ``IID``, ``SID``, ``PAT``, ``MAT`` are never value columns (plink2 refuses them as
+  phenotype/covariate names): skipped by default, an error when named;
 * lines starting with ``##`` are comments and skipped, as are blank lines;
 * missing values: ``-9`` (any spelling whose number is -9, e.g. ``-9.0``), ``NA``, ``nan``
-  (any case) and the empty field. In the PLINK case/control coding 1/2, ``0`` is missing too.
+  (any case) and the empty field. In the PLINK case/control coding 1/2, ``0`` is missing too;
+  values 0/1 only are read as 0 = control, 1 = case, with a warning (plink2 without ``--1``
+  reads them as 0 = missing, 1 = control; see :func:`code_binary`).
 
 Alignment: the result has one row per sample of ``genotypes.samples`` in that order (index =
 ``genotypes.samples.index``). Samples absent from the file get NaN and are listed in
@@ -38,6 +42,10 @@ from ..errors import InputError
 
 #: Missing-value spellings (compared case-insensitively); numbers equal to -9 are missing too.
 MISSING_TOKENS = frozenset({"", "na", "nan", "-9"})
+
+#: Header names that are never a phenotype or covariate: plink2 refuses them (its
+#: ``IsReservedPhenoName``, case-sensitive as there). ``SEX`` is allowed, as in plink2.
+RESERVED_COLUMNS = ("FID", "IID", "SID", "PAT", "MAT")
 
 
 class SampleIDs(tuple):
@@ -239,31 +247,50 @@ def _read_fast(body: str, n: int, width: int, n_skip: int, use_tabs: bool):
     return ids, data
 
 
-def _is_missing_token(t) -> bool:
-    if t is None or (isinstance(t, float) and math.isnan(t)):
-        return True
-    t = str(t)
-    if t.lower() in MISSING_TOKENS:
-        return True
-    try:
-        return float(t) == -9
-    except ValueError:
-        return False
+def parse_values(tokens) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers of text fields under the PLINK missing-value rule: the one place it is coded
+    (phenotype/covariate files here, the .fam trait in :func:`gwaslift.io.plink.read_fam`).
+
+    Parameters
+    ----------
+    tokens
+        array-like (n,) of str; ``None`` or a float NaN counts as missing.
+
+    Returns
+    -------
+    values : float64 array (n,)
+        The numbers; NaN for a missing code -- a spelling in :data:`MISSING_TOKENS` in any
+        letter case, or any number equal to -9 (``-9``, ``-9.0``, ``-9e0``, as plink2 reads
+        them) -- and for text. ``+-inf`` are kept so that callers can report them.
+    text : bool array (n,)
+        True where the token is neither a missing code nor a number (e.g. ``case``).
+    """
+    tokens = np.asarray(tokens, dtype=object).ravel()
+    n = len(tokens)
+    s = ["" if t is None or (isinstance(t, float) and math.isnan(t)) else str(t) for t in tokens]
+    values = np.full(n, np.nan)
+    text = np.zeros(n, dtype=bool)
+    for i, t in enumerate(s):
+        if t.lower() in MISSING_TOKENS:
+            continue
+        try:
+            values[i] = float(t)  # correctly rounded (pandas' default C parser can be an ulp off)
+        except ValueError:
+            text[i] = True
+    values[values == -9] = np.nan
+    return values, text
 
 
 def _canonical(tokens: np.ndarray) -> np.ndarray:
     """A value column from its tokens: float64 when every non-missing token is a number
     (missing codes and -9 -> NaN), else object (str tokens, None for a missing code)."""
-    miss = np.fromiter((_is_missing_token(t) for t in tokens), dtype=bool, count=len(tokens))
-    out = np.full(len(tokens), np.nan)
-    try:
-        # via str: a value pandas inferred as bool ("True") stays text, as when split by hand
-        out[~miss] = [float(str(t)) for t in tokens[~miss]]
-    except ValueError:
-        obj = np.array([None if m else str(t) for t, m in zip(tokens, miss)], dtype=object)
-        return obj
-    out[out == -9] = np.nan
-    return out
+    values, text = parse_values(tokens)
+    if not text.any():
+        return values
+    # some text: keep every non-missing token as written (numbers too: they are levels of a
+    # categorical covariate, or the value a phenotype error message quotes)
+    missing = np.isnan(values) & ~text
+    return np.array([None if m else str(t) for t, m in zip(tokens, missing)], dtype=object)
 
 
 def _numeric(table: _Table, j: int) -> tuple[np.ndarray, np.ndarray]:
@@ -272,22 +299,10 @@ def _numeric(table: _Table, j: int) -> tuple[np.ndarray, np.ndarray]:
     col = table.data[j]
     if col.dtype.kind == "f":
         bad = np.isinf(col)
-        return np.where(bad, np.nan, col), bad
-    num = np.full(len(col), np.nan)
-    bad = np.zeros(len(col), dtype=bool)
-    for i, t in enumerate(col):
-        if t is None:
-            continue
-        try:
-            v = float(t)
-        except ValueError:
-            bad[i] = True
-            continue
-        if math.isinf(v):
-            bad[i] = True
-        elif v != -9:
-            num[i] = v
-    return num, bad
+    else:
+        col, text = parse_values(col)
+        bad = text | np.isinf(col)
+    return np.where(bad, np.nan, col), bad
 
 
 def _token(table: _Table, j: int, i: int) -> str:
@@ -384,25 +399,61 @@ def _pick_column(table: _Table, column, kind: str) -> int:
                 f"(available columns: {', '.join(table.columns)})",
                 table.path,
             )
-        return int(column) - 1
-    if column not in table.columns:
+        j = int(column) - 1
+    elif column not in table.columns:
         raise InputError(
             f"no {kind} column {column!r}; available columns: {', '.join(table.columns)}",
             table.path,
         )
-    return table.columns.index(column)
+    else:
+        j = table.columns.index(column)
+    if table.columns[j] in RESERVED_COLUMNS:
+        # plink2's own message (--pheno-name / --covar-name PAT)
+        raise InputError(
+            f"{table.columns[j]!r} cannot be used as a phenotype/covariate name "
+            f"({', '.join(RESERVED_COLUMNS)} are sample ID / parent fields)",
+            table.path,
+        )
+    return j
+
+
+def _default_columns(table: _Table, kind: str) -> list[int]:
+    """Value columns usable by default: all but the reserved names (:data:`RESERVED_COLUMNS`).
+
+    plink2 stops with an error when it would load such a column (e.g. a .psam passed as
+    ``--pheno`` without ``--pheno-name``); we skip it instead, with a warning, and give the
+    result of naming the remaining columns (what plink2 then does).
+    """
+    skipped = [c for c in table.columns if c in RESERVED_COLUMNS]
+    keep = [j for j, c in enumerate(table.columns) if c not in RESERVED_COLUMNS]
+    if not keep:
+        raise InputError(
+            f"no {kind} column: {', '.join(skipped)} cannot be used as phenotype/covariate names "
+            f"({', '.join(RESERVED_COLUMNS)} are sample ID / parent fields)",
+            table.path,
+        )
+    if skipped:
+        warnings.warn(
+            f"{table.path}: column(s) {', '.join(skipped)} are sample ID / parent fields (as in a "
+            f".psam), not {kind}s; skipped (plink2 refuses them as phenotype/covariate names)",
+            stacklevel=3,
+        )
+    return keep
 
 
 # --------------------------------------------------------------------------------------------
 # case/control coding
 
 
-def code_binary(values: np.ndarray, binary: bool | None = None) -> tuple[np.ndarray, bool, str | None]:
+def code_binary(values: np.ndarray, binary: bool | None = None,
+                source: str | os.PathLike | None = None) -> tuple[np.ndarray, bool, str | None]:
     """Recognise a PLINK case/control coding.
 
     ``values`` is float with NaN missing. Rules (on the non-missing values):
 
-    * ``{0, 1}`` with a 0 present: 0 = control, 1 = case, kept as is (coding ``"0/1"``);
+    * ``{0, 1}`` with a 0 present: 0 = control, 1 = case, kept as is (coding ``"0/1"``). When
+      the values come from a file (``source`` given: its name is in the message) this warns
+      once: plink2 reads the same file, without ``--1``, as 0 = missing, 1 = control (no case);
     * values within ``{0, 1, 2}`` otherwise: PLINK 1/2 coding, 1 = control -> 0, 2 = case -> 1,
       0 = missing -> NaN (coding ``"1/2"``); a warning is issued when zeros become missing
       beside both 1 and 2;
@@ -410,7 +461,8 @@ def code_binary(values: np.ndarray, binary: bool | None = None) -> tuple[np.ndar
 
     ``binary=None`` calls a trait binary when its values fall within ``{0, 1, 2}`` and take
     at least two distinct values; ``binary=True`` requires them within ``{0, 1, 2}`` (else
-    ``ValueError``); ``binary=False`` returns the values unchanged.
+    ``ValueError``); ``binary=False`` returns the values unchanged. In-memory values
+    (``source=None``) are taken in the Python convention 0/1 without a warning.
 
     Returns ``(coded values float64, is_binary, coding)``.
     """
@@ -427,6 +479,16 @@ def code_binary(values: np.ndarray, binary: bool | None = None) -> tuple[np.ndar
             f"a case/control trait must be coded 1/2 (0 or -9 missing) or 0/1; found values {bad.tolist()}"
         )
     if 0.0 in obs and 2.0 not in obs:
+        if source is not None:
+            # the file means to be 0/1 (we keep that rule), but the same file gives plink2
+            # --glm no cases at all: say so, since results would not match plink2's
+            warnings.warn(
+                f"{source}: case/control values 0/1 read as 0 = control, 1 = case "
+                f"({int((values == 1).sum())} cases, {int((values == 0).sum())} controls); plink2 "
+                "reads this file as 1 = control, 0 = missing unless run with --1. Recode to 1/2 "
+                "(1 control, 2 case) to read it the same way in both",
+                stacklevel=3,
+            )
         return values, True, "0/1"
     out = values.copy()
     if 0.0 in obs and 1.0 in obs and 2.0 in obs:
@@ -457,7 +519,10 @@ def read_pheno(path: str | os.PathLike, genotypes, column: str | int | None = No
         A :class:`gwaslift.Genotypes` (or its ``samples`` DataFrame with ``fid, iid``).
     column
         Column name, or its 1-based number among the value columns (like plink's
-        ``--mpheno``); ``None`` takes the first value column.
+        ``--mpheno``); ``None`` takes the first value column that is neither a reserved
+        name (:data:`RESERVED_COLUMNS`: skipped with a warning) nor ``SEX`` (unless it is the
+        only one), so that a .psam gives its first trait. A reserved name raises
+        :class:`InputError`, as in plink2.
     binary
         ``None`` detects a case/control trait (see :func:`code_binary`); ``True`` requires one;
         ``False`` reads the values as quantitative.
@@ -481,7 +546,14 @@ def read_pheno(path: str | os.PathLike, genotypes, column: str | int | None = No
     """
     samples = _samples_of(genotypes)
     table = _parse(path, "PHENO")
-    j = 0 if column is None else _pick_column(table, column, "phenotype")
+    if column is None:
+        keep = _default_columns(table, "phenotype")
+        # the first phenotype: a SEX column (a .psam's, or a file listing sex before the
+        # traits) is the sample's sex, not the trait meant by "the first column"; plink2 would
+        # load it as a phenotype beside the others, so it is still used when alone or named
+        j = next((k for k in keep if table.columns[k] != "SEX"), keep[0])
+    else:
+        j = _pick_column(table, column, "phenotype")
     name = table.columns[j]
     num, bad = _numeric(table, j)
     if bad.any():
@@ -494,7 +566,7 @@ def read_pheno(path: str | os.PathLike, genotypes, column: str | int | None = No
     rows, missing_ids, n_unmatched = _align(table, samples)
     values = _take(num, rows)
     try:
-        values, is_binary, coding = code_binary(values, binary)
+        values, is_binary, coding = code_binary(values, binary, source=table.path)
     except ValueError as exc:
         raise InputError(f"phenotype {name!r}: {exc}", table.path) from None
     out = pd.Series(values, index=samples.index, name=name, dtype=np.float64)
@@ -526,7 +598,9 @@ def read_covar(path: str | os.PathLike, genotypes, columns: str | list[str] | No
     genotypes
         A :class:`gwaslift.Genotypes` (or its ``samples`` DataFrame with ``fid, iid``).
     columns
-        Names of the columns to keep (in this order); ``None`` keeps all.
+        Names of the columns to keep (in this order); ``None`` keeps all but the reserved
+        names (:data:`RESERVED_COLUMNS`, skipped with a warning; ``SEX`` is kept, as plink2
+        keeps it). Naming a reserved column raises :class:`InputError`, as in plink2.
     categorical
         Names of columns to treat as categorical even though they are numeric (e.g. a batch
         number). Columns holding any non-numeric value are categorical anyway.
@@ -556,7 +630,7 @@ def read_covar(path: str | os.PathLike, genotypes, columns: str | list[str] | No
         columns = [columns]
     if isinstance(categorical, str):
         categorical = [categorical]
-    keep = list(range(len(table.columns))) if columns is None else [
+    keep = _default_columns(table, "covariate") if columns is None else [
         _pick_column(table, c, "covariate") for c in columns]
     cat_set = set()
     for c in categorical or []:
@@ -604,21 +678,25 @@ def as_phenotype(obj, genotypes, binary: bool | None = None, name: str | None = 
 
     ``obj`` may be:
 
-    * a path: read with :func:`read_pheno` (first column unless ``name`` is given);
+    * a path: read with :func:`read_pheno` (its first phenotype column unless ``name`` is given);
     * ``None``: the ``trait`` column of the .fam (PLINK's sixth column; missing already NaN);
     * a Series indexed like ``genotypes.samples`` (same index, any order: reindexed), or indexed
       by ``(fid, iid)`` pairs (a 2-level MultiIndex: aligned by ID, absent samples NaN);
     * an array of length ``n_samples`` in sample order.
 
     In-memory values are not scanned for -9 (use NaN), but case/control codes are recognised
-    as in :func:`code_binary`. A Series from :func:`read_pheno` passes through unchanged
-    (same values and ``.attrs``). Returns a float64 Series as :func:`read_pheno` does.
+    as in :func:`code_binary` (a 0/1 .fam trait warns as a 0/1 file does; in-memory 0/1
+    does not). A Series from :func:`read_pheno` passes through unchanged (same values and
+    ``.attrs``). Returns a float64 Series as :func:`read_pheno` does.
     """
     samples = _samples_of(genotypes)
     if isinstance(obj, (str, os.PathLike)):
         return read_pheno(obj, genotypes, column=name, binary=binary)
+    source = None  # a file behind in-memory values: the .fam (0/1 codes then warn)
     if obj is None:
         obj = samples["trait"].rename(name or "trait")
+        prefix = getattr(genotypes, "prefix", "")
+        source = f"{prefix}.fam column 6" if prefix else "the .fam column 6"
     if isinstance(obj, pd.Series) and isinstance(obj.attrs.get("binary"), bool) and "coding" in obj.attrs \
             and obj.index.equals(samples.index) and binary in (None, obj.attrs["binary"]):
         # already read and coded (read_pheno / as_phenotype): pass through
@@ -667,7 +745,7 @@ def as_phenotype(obj, genotypes, binary: bool | None = None, name: str | None = 
     if np.isinf(values).any():
         raise InputError(f"phenotype {label!r} holds infinite values")
     try:
-        values, is_binary, coding = code_binary(values, binary)
+        values, is_binary, coding = code_binary(values, binary, source=source)
     except ValueError as exc:
         raise InputError(f"phenotype {label!r}: {exc}") from None
     out = pd.Series(values, index=samples.index, name=label, dtype=np.float64)
@@ -676,4 +754,5 @@ def as_phenotype(obj, genotypes, binary: bool | None = None, name: str | None = 
     return out
 
 
-__all__ = ["MISSING_TOKENS", "SampleIDs", "as_phenotype", "code_binary", "read_covar", "read_pheno"]
+__all__ = ["MISSING_TOKENS", "RESERVED_COLUMNS", "SampleIDs", "as_phenotype", "code_binary", "parse_values",
+           "read_covar", "read_pheno"]

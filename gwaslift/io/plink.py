@@ -8,12 +8,19 @@ Data contract (what :func:`read_plink` returns, see :class:`Genotypes`):
   (``--export A``, ``--freq`` ALT, ``--glm`` A1 when A1 is ALT);
 * laziness: nothing but the .bim/.fam text is read until a chunk is computed; each task
   opens the .bed by path and reads only its own variants' bytes, so graphs are small and
-  ship to ``dask.distributed`` workers without copying the file.
+  ship to ``dask.distributed`` workers without copying the file; each open checks that the
+  .bed still has the size and modification time it had at :func:`read_plink` (a rewritten
+  .bed raises :class:`InputError`, never stale rows);
+* read as plink2 reads: .bim variants with a negative position are skipped, chromosome codes
+  are named as plink2 names them (``23`` -> ``X``, ``chr1`` -> ``1``), .fam traits follow the
+  missing-value rule of phenotype files.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,6 +29,7 @@ import pandas as pd
 
 from ..errors import InputError
 from .packed import bytes_per_variant, decode_dosage
+from .pheno import parse_values
 
 BED_MAGIC = b"\x6c\x1b"
 BED_VARIANT_MAJOR = 0x01
@@ -78,7 +86,10 @@ def read_fam(path: str | os.PathLike) -> pd.DataFrame:
     """Read a .fam file: one row per sample, columns ``fid, iid, father, mother, sex, trait``.
 
     ``sex`` is int (1 male, 2 female, 0 unknown); ``trait`` is float with NaN for the PLINK
-    missing codes (-9, NA, nan). Duplicate (FID, IID) pairs raise :class:`InputError`.
+    missing codes, by the rule of phenotype files (:func:`gwaslift.io.pheno.parse_values`):
+    any number equal to -9 (``-9``, ``-9.0``), ``NA``, ``nan`` in any letter case. A text
+    trait (``case``/``control``) warns and reads as missing for every sample. Duplicate
+    (FID, IID) pairs raise :class:`InputError`.
     """
     path = Path(path)
     if not path.is_file():
@@ -93,9 +104,22 @@ def read_fam(path: str | os.PathLike) -> pd.DataFrame:
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(f"sex must be 0, 1 or 2, found {rows[i][4]!r}", path, i + 1)
     fam["sex"] = sex.astype(np.int8)
-    trait = fam["trait"].replace({"-9": "nan", "NA": "nan", "na": "nan"})
-    num = pd.to_numeric(trait, errors="coerce")
-    fam["trait"] = num.astype(np.float64)
+    # the same missing-value rule as phenotype files (-9 in any numeric spelling, NA, nan)
+    trait, text = parse_values(fam["trait"].to_numpy())
+    if text.any():
+        # plink2 reads a text column 6 as a categorical phenotype, which it cannot use as a
+        # trait either (--glm skips it), and it still reads the genotypes. So we warn instead
+        # of refusing the fileset: its .bed/.bim are fine with a phenotype from --pheno.
+        i = int(np.flatnonzero(text)[0])
+        warnings.warn(
+            f"{path}, line {i + 1}: the .fam phenotype (column 6) holds text such as "
+            f"{rows[i][5]!r} on {int(text.sum())} of {len(text)} lines (plink2 reads it as a "
+            "categorical phenotype); the .fam trait is set to missing for every sample. Give the "
+            "phenotype in a --pheno file (case/control coded 1/2) or recode column 6.",
+            stacklevel=3,
+        )
+        trait = np.full(len(trait), np.nan)
+    fam["trait"] = trait
     dup = fam.duplicated(subset=["fid", "iid"], keep=False)
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
@@ -107,11 +131,42 @@ def read_fam(path: str | os.PathLike) -> pd.DataFrame:
     return fam
 
 
-def read_bim(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a .bim file: one row per variant, columns ``chrom, snp, cm, pos, a1, a2``.
+#: plink2's names for the numeric codes of the human sex chromosomes and mitochondria (its
+#: default chromosome set), and for the other spellings it accepts (case-insensitive).
+_CHROM_NUMBERS = {23: "X", 24: "Y", 25: "XY", 26: "MT"}
+_CHROM_WORDS = {"X": "X", "Y": "Y", "XY": "XY", "MT": "MT", "M": "MT"}
+_CHROM_NUMBER = re.compile(r"[0-9]+")
 
-    ``a1`` is column 5 (the counted allele), ``a2`` column 6. ``chrom`` stays a string
-    (``"1"``, ``"X"``, ``"MT"``); ``pos`` is int64 base pairs; ``cm`` float centimorgans.
+
+def _chrom_name(code: str) -> str:
+    core = code[3:] if code[:3].lower() == "chr" else code
+    if _CHROM_NUMBER.fullmatch(core):
+        k = int(core)
+        return _CHROM_NUMBERS.get(k, str(k))
+    return _CHROM_WORDS.get(core.upper(), code)
+
+
+def normalize_chrom(codes) -> np.ndarray:
+    """Chromosome names as plink2 writes them (object array of str, same length as ``codes``).
+
+    A leading ``chr`` (any case) and leading zeros go (``chr01`` -> ``1``); ``23``, ``24``,
+    ``25``, ``26`` become ``X``, ``Y``, ``XY``, ``MT`` (the human set, plink2's default), as do
+    ``x``, ``chrY``, ``M``, ``chrM``, ``mt`` ...; any other name (a contig such as
+    ``chrUn_gl000220``, a number above 26) is kept as written.
+    """
+    inverse, uniq = pd.factorize(pd.Series(codes, dtype=object).astype(str))
+    # a handful of distinct codes even for a million variants: name each once
+    names = np.array([_chrom_name(str(u)) for u in uniq], dtype=object)
+    return names[inverse]
+
+
+def read_bim(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a .bim file: one row per variant of the file, columns ``chrom, snp, cm, pos, a1, a2``.
+
+    ``a1`` is column 5 (the counted allele), ``a2`` column 6. ``chrom`` is a string named as
+    plink2 names it (:func:`normalize_chrom`: ``"1"``, ``"X"`` for ``23`` or ``chrX``, ``"MT"``);
+    ``pos`` is int64 base pairs; ``cm`` float centimorgans. Rows with a negative position (the
+    PLINK 1 mark of an excluded variant) are returned too: :func:`read_plink` drops them.
     """
     path = Path(path)
     if not path.is_file():
@@ -129,6 +184,7 @@ def read_bim(path: str | os.PathLike) -> pd.DataFrame:
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(f"column {BIM_COLUMNS.index(col) + 1} must be {kind}, found {rows[i][BIM_COLUMNS.index(col)]!r}", path, i + 1)
         bim[col] = num.astype(np.int64 if col == "pos" else np.float64)
+    bim["chrom"] = normalize_chrom(bim["chrom"].to_numpy())
     return bim
 
 
@@ -167,6 +223,10 @@ class BedSource:
     """Where a fileset's genotype bytes live: the .bed path and its dimensions.
 
     Small and picklable: tasks carry this, not the data, and open the file themselves.
+    ``size`` (bytes) and ``mtime_ns`` are the .bed's as :func:`read_plink` found them; every
+    read checks the file it opened against them, so that a .bed rewritten in place (e.g.
+    ``gwaslift qc --out`` = ``--bfile``, even with the same size) raises
+    :class:`InputError` instead of returning other samples' or variants' genotypes.
     """
 
     bed: str
@@ -179,23 +239,56 @@ class BedSource:
     def row_bytes(self) -> int:
         return bytes_per_variant(self.n_samples)
 
+    def _open(self):
+        """The .bed opened for reading, checked to be the file that was read at open time.
+
+        The check is an ``fstat`` of the descriptor just opened (no extra path lookup, so it
+        describes exactly the bytes about to be read, even if the path is replaced meanwhile):
+        one per task, negligible beside the read itself. It runs wherever the task runs (a
+        ``dask.distributed`` worker included), against the values carried by this object.
+        """
+        try:
+            fh = open(self.bed, "rb")
+        except FileNotFoundError:
+            raise InputError("the .bed was removed since it was opened (open the fileset again "
+                             "with read_plink)", self.bed) from None
+        st = os.fstat(fh.fileno())
+        if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns:
+            fh.close()
+            what = (f"size {self.size} -> {st.st_size} bytes" if st.st_size != self.size
+                    else f"same size, modification time moved by {(st.st_mtime_ns - self.mtime_ns) / 1e9:+.3f} s")
+            raise InputError(
+                f"the .bed changed since it was opened ({what}); its rows no longer match the "
+                ".bim/.fam read then. Open the fileset again with read_plink (and write filtered "
+                "filesets to a new prefix)",
+                self.bed,
+            )
+        return fh
+
     def read_rows(self, variant_idx: np.ndarray) -> np.ndarray:
-        """Packed rows (len(variant_idx), row_bytes) uint8 of the given file variant indices."""
+        """Packed rows (len(variant_idx), row_bytes) uint8 of the given file variant indices.
+
+        Raises :class:`InputError` when the .bed changed since :func:`read_plink` (size or
+        modification time differ) or was removed.
+        """
         variant_idx = np.asarray(variant_idx, dtype=np.int64)
-        if len(variant_idx) and variant_idx[-1] - variant_idx[0] == len(variant_idx) - 1 \
-                and np.all(np.diff(variant_idx) == 1):
-            # contiguous run (the usual case): one sequential read into a fresh buffer
-            count = len(variant_idx) * self.row_bytes
-            out = np.fromfile(self.bed, dtype=np.uint8, count=count,
-                              offset=BED_HEADER_BYTES + int(variant_idx[0]) * self.row_bytes)
-            if out.size != count:
-                raise InputError("the .bed is shorter than expected (changed since it was opened?)", self.bed)
-            return out.reshape(len(variant_idx), self.row_bytes)
-        mm = np.memmap(self.bed, dtype=np.uint8, mode="r", offset=BED_HEADER_BYTES,
-                       shape=(self.n_variants, self.row_bytes))
-        out = mm[variant_idx]
-        del mm
-        return out
+        with self._open() as fh:
+            if len(variant_idx) and variant_idx[-1] - variant_idx[0] == len(variant_idx) - 1 \
+                    and np.all(np.diff(variant_idx) == 1):
+                # contiguous run (the usual case): one sequential read into a fresh buffer
+                count = len(variant_idx) * self.row_bytes
+                fh.seek(BED_HEADER_BYTES + int(variant_idx[0]) * self.row_bytes)
+                out = np.fromfile(fh, dtype=np.uint8, count=count)
+                if out.size != count:
+                    raise InputError("the .bed is shorter than expected (changed since it was opened?)", self.bed)
+                return out.reshape(len(variant_idx), self.row_bytes)
+            if not len(variant_idx):
+                return np.empty((0, self.row_bytes), dtype=np.uint8)
+            mm = np.memmap(fh, dtype=np.uint8, mode="r", offset=BED_HEADER_BYTES,
+                           shape=(self.n_variants, self.row_bytes))
+            out = mm[variant_idx]
+            del mm
+            return out
 
     def __dask_tokenize__(self):
         return ("gwaslift.BedSource", self.bed, self.n_samples, self.n_variants, self.size, self.mtime_ns)
@@ -424,7 +517,12 @@ def read_plink(prefix: str | os.PathLike, *, variant_chunk: int | None = None) -
     ------
     InputError
         A missing file, malformed .bim/.fam rows, duplicate sample IDs, a .bed without the
-        PLINK magic bytes or in sample-major mode, or a .bed size that does not match.
+        PLINK magic bytes or in sample-major mode, a .bed size that does not match, or a
+        .bim whose every position is negative.
+
+    Variants with a negative .bim position are skipped with a warning, as plink2 skips them
+    (``variants`` and ``variant_idx`` hold the others; ``source.n_variants`` counts all
+    rows of the file). Chromosome names follow plink2 (:func:`normalize_chrom`).
     """
     base = _strip_prefix(prefix)
     bed, bim, fam = (Path(f"{base}.{ext}") for ext in ("bed", "bim", "fam"))
@@ -436,13 +534,33 @@ def read_plink(prefix: str | os.PathLike, *, variant_chunk: int | None = None) -
     check_bed(bed, len(samples), len(variants))
     st = bed.stat()
     source = BedSource(str(bed.resolve()), len(samples), len(variants), st.st_size, st.st_mtime_ns)
+    # a negative bp position marks an excluded variant (PLINK 1); plink2 skips such variants
+    # at load ("4 out of 5 variants loaded"). Their .bed rows stay in the file: variant_idx
+    # keeps pointing at the right rows, and source.n_variants is the file's count.
+    keep = variants["pos"].to_numpy() >= 0
+    variant_idx = np.flatnonzero(keep).astype(np.int64)
+    if not keep.all():
+        first = int(np.flatnonzero(~keep)[0])
+        if not keep.any():
+            raise InputError(
+                f"every variant has a negative base-pair position (the PLINK mark of an excluded "
+                f"variant), e.g. {variants.snp[first]!r} on line {first + 1}; no variant to load",
+                bim,
+            )
+        warnings.warn(
+            f"{bim}: {int((~keep).sum())} variants with a negative base-pair position (the PLINK "
+            f"mark of an excluded variant, e.g. {variants.snp[first]!r} on line {first + 1}) are "
+            f"skipped, as plink2 does: {len(variant_idx)} out of {len(keep)} variants loaded",
+            stacklevel=2,
+        )
+        variants = variants[keep].reset_index(drop=True)
     chunk = variant_chunk if variant_chunk is not None else default_variant_chunk(len(samples))
     return Genotypes(
         samples=samples,
         variants=variants,
         source=source,
         sample_idx=np.arange(len(samples), dtype=np.int64),
-        variant_idx=np.arange(len(variants), dtype=np.int64),
+        variant_idx=variant_idx,
         variant_chunk=int(chunk),
         prefix=str(base),
     )
