@@ -16,7 +16,17 @@ chunks of a :class:`~gwaslift.io.Genotypes`, never from decoded float dosages:
 
 All selected samples enter every statistic (plink2 restricts ``--freq``/``--hardy`` to
 founders unless ``--nonfounders`` is given; that makes no difference when the .fam lists
-no parents) and every chromosome is treated as diploid (no haploid chrX/chrY handling).
+no parents). Sex chromosomes follow plink2 (checked against plink2 v2.00a3.5 on .bed input;
+sex from the .fam: 1 male, 2 female, else unknown; chromosome codes by :func:`chrom_class`):
+
+* ``--freq``/``--maf``: on chrX males are haploid (one allele; a male het counts half an A1),
+  females and unknown sex diploid; on chrY only males count, haploid; MT is haploid for all.
+* ``--missing``/``--mind``: a non-male's chrY calls count neither as missing nor as called.
+* ``--geno``: on chrY the missing fraction is over males only.
+* ``--hardy``/``--hwe``: chrX uses the Graffelman-Weir exact test (:func:`hwe_exact_x`;
+  females and males, male hets and unknown sex left out); chrY and MT are not tested.
+* XY/25 (PAR) and every other chromosome are diploid; plink2 also treats het calls on
+  haploid chromosomes as present (not missing) for .bed input, and so does this module.
 """
 
 from __future__ import annotations
@@ -33,8 +43,9 @@ from .io.packed import unpack_codes
 from .io.plink import Genotypes
 
 __all__ = [
-    "COUNT_COLUMNS", "GenotypeCounts", "allele_frequency", "allele_stats", "count_packed", "genotype_counts", "hwe_exact",
-    "impute_mean", "qc", "qc_stats", "sample_missingness",
+    "CHROM_DIPLOID", "CHROM_MT", "CHROM_X", "CHROM_Y", "COUNT_COLUMNS", "GenotypeCounts", "SexChromCounts",
+    "allele_frequency", "allele_stats", "chrom_class", "count_packed", "genotype_counts", "hwe_exact",
+    "hwe_exact_x", "impute_mean", "qc", "qc_stats", "sample_missingness", "sex_chrom_counts",
 ]
 
 #: Column order of the per-variant count matrix returned by the kernels.
@@ -519,11 +530,340 @@ def _hwe_exact_block(hom1: np.ndarray, het: np.ndarray, hom2: np.ndarray, midp: 
     return p
 
 
-def _variant_table(genotypes: Genotypes, counts: np.ndarray, hwe: bool, midp: bool) -> pd.DataFrame:
-    v = genotypes.variants
-    n_obs = counts[:, :3].sum(axis=1)
+# ----------------------------------------------------------------------------- sex chromosomes
+
+#: Chromosome classes of :func:`chrom_class` (plink's codes: X = 23, Y = 24, XY = 25 the
+#: pseudo-autosomal region, MT = 26; any 'chr' prefix ignored).
+CHROM_DIPLOID, CHROM_X, CHROM_Y, CHROM_MT = 0, 1, 2, 3
+_CHROM_CODES = {"X": CHROM_X, "23": CHROM_X, "Y": CHROM_Y, "24": CHROM_Y,
+                "MT": CHROM_MT, "M": CHROM_MT, "26": CHROM_MT}
+
+
+def chrom_class(chrom) -> np.ndarray:
+    """int8 array (n_variants,): :data:`CHROM_X`, :data:`CHROM_Y`, :data:`CHROM_MT` or
+    :data:`CHROM_DIPLOID` (autosomes, XY/25 = PAR, anything else) for .bim chromosome codes,
+    read as plink does (X/23, Y/24, MT/M/26, case-insensitive, optional 'chr' prefix and
+    leading zeros)."""
+    s = pd.Series(np.asarray(chrom, dtype=object)).astype(str).str.strip().str.upper()
+    s = s.str.replace(r"^CHR", "", regex=True).str.replace(r"^0+(?=[0-9])", "", regex=True)
+    return s.map(_CHROM_CODES).fillna(CHROM_DIPLOID).to_numpy(dtype=np.int8)
+
+
+def _sex_masks(genotypes: Genotypes) -> tuple[np.ndarray, np.ndarray]:
+    """(male, female) bool arrays (n_samples,) from the .fam sex column (1 male, 2 female;
+    anything else is unknown sex, which plink2 counts as neither)."""
+    s = genotypes.samples
+    if "sex" not in s.columns:
+        z = np.zeros(len(s), dtype=bool)
+        return z, z.copy()
+    sex = pd.to_numeric(s["sex"], errors="coerce").to_numpy()
+    return sex == 1, sex == 2
+
+
+@dataclass(frozen=True)
+class SexChromCounts:
+    """Genotype counts split by sex on chrX / chrY (see :func:`sex_chrom_counts`).
+
+    kind : int8 (n_variants,) -- :func:`chrom_class` of each variant.
+    male, female : bool (n_samples,) -- .fam sex 1 / 2 (the rest: unknown sex).
+    x_male, x_female : int64 (n_x, 4) -- counts (:data:`COUNT_COLUMNS`) of the chrX variants
+        (in file order, ``kind == CHROM_X``) among males / females.
+    y_male : int64 (n_y, 4) -- counts of the chrY variants among males.
+    y_sample_missing : int64 (n_samples,) -- missing calls per sample on chrY.
+    """
+
+    kind: np.ndarray
+    male: np.ndarray
+    female: np.ndarray
+    x_male: np.ndarray
+    x_female: np.ndarray
+    y_male: np.ndarray
+    y_sample_missing: np.ndarray
+
+    @property
+    def has_special(self) -> bool:
+        """Whether any variant is on X, Y or MT (else every rule is the diploid one)."""
+        return bool((self.kind != CHROM_DIPLOID).any())
+
+
+def sex_chrom_counts(genotypes: Genotypes, progress: bool | None = None) -> SexChromCounts:
+    """Counts that plink2's sex-chromosome rules need, from extra passes over the chrX and
+    chrY variants only (none when there are none): chrX counts among males and females,
+    chrY counts among males, and per-sample missing calls on chrY."""
+    kind = chrom_class(genotypes.variants["chrom"].to_numpy())
+    male, female = _sex_masks(genotypes)
     n = genotypes.n_samples
+
+    def counts_of(samples, variants):
+        if len(variants) == 0 or not samples.any():
+            return np.zeros((len(variants), 4), np.int64)
+        return genotype_counts(genotypes.subset(samples=samples, variants=variants), progress=progress).variant
+
+    x = np.flatnonzero(kind == CHROM_X)
+    y = np.flatnonzero(kind == CHROM_Y)
+    y_missing = np.zeros(n, np.int64)
+    if len(y):
+        y_missing = genotype_counts(genotypes.subset(variants=y), progress=progress).sample_missing
+    return SexChromCounts(kind, male, female, counts_of(male, x), counts_of(female, x),
+                          counts_of(male, y), y_missing)
+
+
+@dataclass(frozen=True)
+class _PlinkCounts:
+    """Per-variant statistics under plink2's ploidy rules (built by :func:`_plink_counts`).
+
+    counts : (v, 4) -- genotype counts over the samples that count (chrY: males only).
+    n_eligible : (v,) -- samples that count (chrY: males; else all).
+    a1_units, total_units : (v,) int64 -- A1 copies and observed alleles, in half-allele
+        units on X/Y/MT rows (a diploid call is 4 units, a haploid call 2, a haploid het 1
+        A1 unit: plink2 counts a male het on X as half an A1 allele), NOT used elsewhere.
+    freq : (v,) float64 -- A1 frequency among observed alleles (as plink2 --freq).
+    """
+
+    counts: np.ndarray
+    n_eligible: np.ndarray
+    a1_units: np.ndarray
+    total_units: np.ndarray
+    freq: np.ndarray
+
+
+def _plink_counts(counts: np.ndarray, n: int, sc: SexChromCounts | None) -> _PlinkCounts:
+    """plink2's counting per variant: diploid rows exactly as before (so autosome-only data
+    give bitwise the old results); chrX: males haploid, females and unknown sex diploid;
+    chrY: males only, haploid; MT: everyone haploid (plink2 --freq / --missing / --geno)."""
+    counts = np.asarray(counts)
+    n_obs = counts[:, :3].sum(axis=1)
+    a1 = 2 * (2 * counts[:, 0] + counts[:, 1])
+    total = 4 * n_obs
+    n_eligible = np.full(len(counts), n, dtype=np.int64)
     freq = allele_frequency(counts)
+    if sc is None or not sc.has_special:
+        return _PlinkCounts(counts, n_eligible, a1, total, freq)
+    counts = counts.copy()
+    special = np.flatnonzero(sc.kind != CHROM_DIPLOID)
+
+    def hap(c):  # haploid units: hom = 2, het = 1
+        return 2 * c[:, 0] + c[:, 1], 2 * c[:, :3].sum(axis=1)
+
+    def dip(c):
+        return 2 * (2 * c[:, 0] + c[:, 1]), 4 * c[:, :3].sum(axis=1)
+
+    x = np.flatnonzero(sc.kind == CHROM_X)
+    if len(x):
+        (ma, mt), (da, dt) = hap(sc.x_male), dip(counts[x] - sc.x_male)
+        a1[x], total[x] = ma + da, mt + dt
+    y = np.flatnonzero(sc.kind == CHROM_Y)
+    if len(y):
+        counts[y] = sc.y_male
+        a1[y], total[y] = hap(sc.y_male)
+        n_eligible[y] = int(sc.male.sum())
+    mt_rows = np.flatnonzero(sc.kind == CHROM_MT)
+    if len(mt_rows):
+        a1[mt_rows], total[mt_rows] = hap(counts[mt_rows])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq[special] = np.where(total[special] > 0, a1[special] / np.maximum(total[special], 1), np.nan)
+    return _PlinkCounts(counts, n_eligible, a1, total, freq)
+
+
+def _hwe_p(counts: np.ndarray, sc: SexChromCounts | None, midp: bool) -> np.ndarray:
+    """plink2's HWE p per variant: the exact test on all samples for diploid chromosomes;
+    on chrX the Graffelman-Weir exact test (:func:`hwe_exact_x`: females diploid, males
+    haploid, male hets and unknown sex left out); NaN on chrY and MT (not tested)."""
+    p = hwe_exact(counts[:, 0], counts[:, 1], counts[:, 2], midp=midp)
+    if sc is None or not sc.has_special:
+        return p
+    x = np.flatnonzero(sc.kind == CHROM_X)
+    if len(x):
+        f, mm = sc.x_female, sc.x_male
+        p[x] = hwe_exact_x(f[:, 0], f[:, 1], f[:, 2], mm[:, 0], mm[:, 2], midp=midp)
+    p[np.isin(sc.kind, (CHROM_Y, CHROM_MT))] = np.nan
+    return p
+
+
+def _log_hypergeom(k, n_male, n_a1, n_alleles):
+    """log P(k of the n_a1 A1 copies fall on the n_male male alleles), the other n_alleles -
+    n_male alleles being the females' (hypergeometric)."""
+    from scipy.special import gammaln
+
+    nf2 = n_alleles - n_male
+    return (gammaln(n_male + 1.0) - gammaln(k + 1.0) - gammaln(n_male - k + 1.0)
+            + gammaln(nf2 + 1.0) - gammaln(n_a1 - k + 1.0) - gammaln(nf2 - n_a1 + k + 1.0)
+            - gammaln(n_alleles + 1.0) + gammaln(n_a1 + 1.0) + gammaln(n_alleles - n_a1 + 1.0))
+
+
+def _het_mass_below(n, n_rare, thr, cut):
+    """Per row of the HWE het-count distribution (n individuals, n_rare copies of the rarer
+    allele): (mass of the het counts with log P <= thr, ignoring terms below ``cut``;
+    mass of the counts with |log P - thr| <= 2 _HWE_TIE, i.e. tied with the threshold).
+    Rows are independent and vectorised; log-concavity makes the counts at or below the
+    threshold two tails around the mode, found by binary search."""
+    nv = len(n)
+    out = np.zeros(nv)
+    ties = np.zeros(nv)
+    if nv == 0:
+        return out, ties
+    mono = n_rare == 0  # a single possible count, of probability 1
+    out[mono] = (thr[mono] >= 0.0).astype(float)
+    ties[mono] = (np.abs(thr[mono]) <= 2 * _HWE_TIE).astype(float)
+    r = np.flatnonzero(~mono)
+    if len(r) == 0:
+        return out, ties
+    n, n_rare, thr, cut = n[r], n_rare[r], thr[r], cut[r]
+    h0 = n_rare % 2
+    k_end = (n_rare - h0) // 2 + 1
+    norm = _log_het_norm(n, n_rare)
+    m = len(r)
+
+    def lp(k, sel):
+        return _log_het_prob(k, n[sel], n_rare[sel], h0[sel], norm[sel])
+
+    def falling(k, sel):
+        h = h0[sel] + 2 * k
+        hom_r = (n_rare[sel] - h) // 2
+        hom_c = n[sel] - h - hom_r
+        return 4.0 * hom_r * hom_c < (h + 1.0) * (h + 2.0)
+
+    zeros = np.zeros(m, dtype=np.int64)
+    every = np.arange(m)
+    k_mode = _first_true(falling, zeros, k_end - 1)
+    whole = lp(k_mode, every) <= thr  # even the most likely count is at or below thr
+    # nondecreasing on [0, k_mode], nonincreasing on [k_mode, k_end)
+    left_stop = _first_true(lambda k, s: lp(k, s) > thr[s], zeros, k_mode) - 1
+    right_start = _first_true(lambda k, s: lp(k, s) <= thr[s], k_mode, k_end)
+    left_from = _first_true(lambda k, s: lp(k, s) >= cut[s], zeros, np.maximum(left_stop + 1, 0))
+    right_to = _first_true(lambda k, s: lp(k, s) < cut[s], right_start, k_end) - 1
+    n_tail = np.maximum(left_stop - left_from + 1, 0) + np.maximum(right_to - right_start + 1, 0)
+    n_central = right_start - left_stop - 1
+    # 1 - central only where the tail holds a term >= _HWE_CENTRAL_MIN_P (no cancellation)
+    edge = np.full(m, -np.inf)
+    for k in (left_stop, right_start):
+        ok = (k >= 0) & (k < k_end)
+        edge = np.where(ok, np.maximum(edge, lp(np.where(ok, k, 0), every)), edge)
+    central = ~whole & (n_central < n_tail) & (edge >= np.log(_HWE_CENTRAL_MIN_P))
+    res = np.where(whole, 1.0, 0.0)
+    c = np.flatnonzero(central)
+    t = np.flatnonzero(~central & ~whole)
+    if len(c):
+        res[c] = 1.0 - _sum_ranges(lp, m, c, left_stop[c] + 1, right_start[c] - 1, thr[c], below=False)[c]
+    if len(t):
+        res[t] = (_sum_ranges(lp, m, t, left_from[t], left_stop[t], thr[t], below=True)
+                  + _sum_ranges(lp, m, t, right_start[t], right_to[t], thr[t], below=True))[t]
+    # ties: by log-concavity only the counts next to the threshold crossings can tie
+    tie = np.zeros(m)
+    seen = []
+    for k in (left_stop - 1, left_stop, right_start, right_start + 1, k_mode):
+        ok = (k >= 0) & (k < k_end)
+        for s in seen:
+            ok &= k != s
+        seen.append(k)
+        kk = np.where(ok, k, 0)
+        f = lp(kk, every)
+        ok &= (f <= thr) & (f >= thr - 2 * _HWE_TIE)
+        tie += np.where(ok, np.exp(np.minimum(f, 0.0)), 0.0)
+    out[r], ties[r] = res, tie
+    return out, ties
+
+
+#: Rows (male A1 counts) evaluated at once by :func:`hwe_exact_x`, bounding its memory.
+_HWE_X_BATCH_ROWS = 1 << 16
+
+
+def hwe_exact_x(f_hom_a1, f_het, f_hom_a2, m_a1, m_a2, midp: bool = False) -> np.ndarray:
+    """chrX Hardy-Weinberg exact test of Graffelman & Weir (2016), as plink2 ``--hardy``
+    (.hardy.x P) and ``--hwe`` compute it on chrX: females diploid, males haploid.
+
+    Given the number of females, males and A1 copies, a table (male A1 count k, female het
+    count h) has probability P(k) P(h | k): hypergeometric for the males' share of the A1
+    copies, times the usual HWE het distribution of the females given theirs. The p-value
+    is the total probability of the tables no more likely than the observed one (mid-p:
+    tables tied with it count half, except in its own row, as plink2 does on chrX). Inputs are int arrays (female genotype counts, male A1 / A2
+    haploid counts; male hets and unknown-sex samples must be left out, as plink2 does);
+    returns float64 p, NaN where nothing is observed, 1.0 (mid-p 0.5) if monomorphic.
+    Rows k whose P(k) is below exp(-40) P(observed) are skipped, and within a row the
+    terms below that level, so p is good to ~1e-15 relative; cost grows with the number
+    of males within that window times log(n).
+    """
+    fa = np.asarray(f_hom_a1, dtype=np.int64).ravel()
+    fh = np.asarray(f_het, dtype=np.int64).ravel()
+    fb = np.asarray(f_hom_a2, dtype=np.int64).ravel()
+    ma = np.asarray(m_a1, dtype=np.int64).ravel()
+    mb = np.asarray(m_a2, dtype=np.int64).ravel()
+    if not (fa.shape == fh.shape == fb.shape == ma.shape == mb.shape):
+        raise ValueError("hwe_exact_x: the five count arrays must have the same length")
+    if min(a.min(initial=0) for a in (fa, fh, fb, ma, mb)) < 0:
+        raise ValueError("hwe_exact_x: genotype counts must be non-negative")
+    nf = fa + fh + fb
+    nm = ma + mb
+    n_alleles = 2 * nf + nm
+    n_a1 = 2 * fa + fh + ma
+    p = np.full(len(fa), np.nan)
+    mono = (n_alleles > 0) & ((n_a1 == 0) | (n_a1 == n_alleles))
+    p[mono] = 0.5 if midp else 1.0
+    todo = np.flatnonzero((n_alleles > 0) & ~mono)
+    if len(todo) == 0:
+        return p
+    nf, nm, n_alleles, n_a1 = nf[todo], nm[todo], n_alleles[todo], n_a1[todo]
+    ma, fh = ma[todo], fh[todo]
+    nv = len(todo)
+
+    # observed log-probability
+    fa1 = n_a1 - ma  # A1 copies on females
+    rare = np.minimum(fa1, 2 * nf - fa1)
+    h0 = rare % 2
+    l_obs = (_log_hypergeom(ma, nm, n_a1, n_alleles)
+             + _log_het_prob((fh - h0) // 2, nf, rare, h0, _log_het_norm(nf, rare)))
+    # rows k in [k_lo, k_hi] (feasible male A1 counts) with log P(k) >= l_obs - _HWE_WINDOW
+    k_lo = np.maximum(0, n_a1 - 2 * nf)
+    k_hi = np.minimum(nm, n_a1)
+    every = np.arange(nv)
+
+    def lk(k, s):
+        return _log_hypergeom(k, nm[s], n_a1[s], n_alleles[s])
+
+    def k_falling(k, s):  # P(k + 1) < P(k)
+        return (nm[s] - k) * (n_a1[s] - k) < (k + 1) * (2 * nf[s] - n_a1[s] + k + 1)
+
+    k_mode = _first_true(k_falling, k_lo, k_hi)
+    floor = l_obs - _HWE_WINDOW
+    r_lo = _first_true(lambda k, s: lk(k, s) >= floor[s], k_lo, k_mode)
+    r_hi = _first_true(lambda k, s: lk(k, s) < floor[s], k_mode, k_hi + 1) - 1
+    # sum over the rows, flattened across variants, in batches of bounded size
+    total = np.zeros(nv)
+    tied = np.zeros(nv)
+    lens = r_hi - r_lo + 1
+    i = 0
+    while i < nv:
+        cum = np.cumsum(lens[i:])
+        j = i + max(1, int(np.searchsorted(cum, _HWE_X_BATCH_ROWS, side="right")))
+        ln = lens[i:j]
+        var = np.repeat(np.arange(i, j), ln)
+        k = r_lo[var] + (np.arange(ln.sum()) - np.repeat(np.cumsum(ln) - ln, ln))
+        lpk = lk(k, var)
+        f1 = n_a1[var] - k
+        rr = np.minimum(f1, 2 * nf[var] - f1)
+        thr = l_obs[var] + _HWE_TIE - lpk
+        mass, tie = _het_mass_below(nf[var], rr, thr, thr - _HWE_TIE - _HWE_WINDOW)
+        w = np.exp(lpk)
+        total += np.bincount(var, weights=w * mass, minlength=nv)
+        # mid-p: plink2 halves the tables tied with the observed one in the other rows, but
+        # in the observed row only the observed table (checked against --hardy midp)
+        tied += np.bincount(var, weights=np.where(k == ma[var], 0.0, w * tie), minlength=nv)
+        i = j
+    if midp:
+        total = total - 0.5 * (tied + np.exp(l_obs))
+    p[todo] = np.clip(total, 0.0, 1.0)
+    return p
+
+
+def _variant_table(genotypes: Genotypes, counts: np.ndarray, hwe: bool, midp: bool,
+                   sc: SexChromCounts | None = None) -> pd.DataFrame:
+    v = genotypes.variants
+    pc = _plink_counts(counts, genotypes.n_samples, sc)
+    c = pc.counts
+    n_obs = c[:, :3].sum(axis=1)
+    freq = pc.freq
+    with np.errstate(invalid="ignore", divide="ignore"):
+        call_rate = np.where(pc.n_eligible > 0, n_obs / np.maximum(pc.n_eligible, 1), np.nan)
     df = pd.DataFrame({
         "chrom": v["chrom"].to_numpy(),
         "pos": v["pos"].to_numpy(),
@@ -533,28 +873,44 @@ def _variant_table(genotypes: Genotypes, counts: np.ndarray, hwe: bool, midp: bo
         "a1_freq": freq,
         "maf": np.minimum(freq, 1.0 - freq),
         "n_obs": n_obs,
-        "n_missing": counts[:, 3],
-        "call_rate": n_obs / n if n else np.full(len(counts), np.nan),
-        "n_hom_a1": counts[:, 0],
-        "n_het": counts[:, 1],
-        "n_hom_a2": counts[:, 2],
+        "n_missing": c[:, 3],
+        "call_rate": call_rate,
+        "n_hom_a1": c[:, 0],
+        "n_het": c[:, 1],
+        "n_hom_a2": c[:, 2],
     })
     if hwe:
-        df["hwe_p"] = hwe_exact(counts[:, 0], counts[:, 1], counts[:, 2], midp=midp)
+        df["hwe_p"] = _hwe_p(counts, sc, midp)
     return df
 
 
-def _sample_table(genotypes: Genotypes, sample_missing: np.ndarray) -> pd.DataFrame:
+def _sample_missing_plink(genotypes: Genotypes, sample_missing: np.ndarray,
+                          sc: SexChromCounts | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample (missing calls, variants counted) as plink2 --missing / --mind count them:
+    chrY calls count for males only (a female has no Y), for everyone else neither in the
+    numerator nor in the denominator."""
     m = genotypes.n_variants
-    s = genotypes.samples
     miss = np.asarray(sample_missing, dtype=np.int64)
+    den = np.full(len(miss), m, dtype=np.int64)
+    if sc is not None:
+        n_y = int((sc.kind == CHROM_Y).sum())
+        if n_y:
+            miss = np.where(sc.male, miss, miss - sc.y_sample_missing)
+            den = np.where(sc.male, m, m - n_y)
+    return miss, den
+
+
+def _sample_table(genotypes: Genotypes, sample_missing: np.ndarray,
+                  sc: SexChromCounts | None = None) -> pd.DataFrame:
+    s = genotypes.samples
+    miss, den = _sample_missing_plink(genotypes, sample_missing, sc)
     with np.errstate(invalid="ignore", divide="ignore"):
-        frac = miss / m if m else np.full(len(miss), np.nan)
+        frac = np.where(den > 0, miss / np.maximum(den, 1), np.nan)
     return pd.DataFrame({
         "fid": s["fid"].to_numpy(),
         "iid": s["iid"].to_numpy(),
         "n_missing": miss,
-        "n_variants": np.full(len(miss), m, dtype=np.int64),
+        "n_variants": den,
         "missing_frac": frac,
         "call_rate": 1.0 - frac,
     })
@@ -577,13 +933,14 @@ def allele_stats(genotypes: Genotypes, *, hwe: bool = False, midp: bool = False,
 
     Returns one row per variant of ``genotypes``: ``chrom, pos, snp, a1, a2`` (A1 = .bim
     column 5, the counted allele), ``a1_freq`` (A1 frequency among observed alleles; NaN if
-    none is observed), ``maf``, ``n_obs`` (samples with a call), ``n_missing``, ``call_rate``
-    (n_obs / n_samples), ``n_hom_a1, n_het, n_hom_a2`` and, with ``hwe=True``, ``hwe_p``
-    (:func:`hwe_exact`). ``counts`` reuses a :func:`genotype_counts` result instead of
+    none is observed; plink2's ploidy on X/Y/MT, see the module docstring), ``maf``,
+    ``n_obs`` (samples with a call), ``n_missing``, ``call_rate`` (n_obs / n_samples),
+    ``n_hom_a1, n_het, n_hom_a2`` (on chrY all of these over males only) and, with
+    ``hwe=True``, ``hwe_p`` (:func:`hwe_exact`; chrX :func:`hwe_exact_x`; NaN on Y / MT). ``counts`` reuses a :func:`genotype_counts` result instead of
     reading the genotypes again.
     """
     counts = _check_counts(genotypes, counts, progress)
-    return _variant_table(genotypes, counts.variant, hwe, midp)
+    return _variant_table(genotypes, counts.variant, hwe, midp, sex_chrom_counts(genotypes, progress))
 
 
 def sample_missingness(genotypes: Genotypes, *, counts: GenotypeCounts | None = None,
@@ -591,15 +948,16 @@ def sample_missingness(genotypes: Genotypes, *, counts: GenotypeCounts | None = 
     """Per-sample missing calls: ``fid, iid, n_missing, n_variants, missing_frac, call_rate``
     (as plink2 ``--missing`` .smiss MISSING_CT, OBS_CT, F_MISS)."""
     counts = _check_counts(genotypes, counts, progress)
-    return _sample_table(genotypes, counts.sample_missing)
+    return _sample_table(genotypes, counts.sample_missing, sex_chrom_counts(genotypes, progress))
 
 
 def qc_stats(genotypes: Genotypes, *, hwe: bool = False, midp: bool = False,
              progress: bool | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`allele_stats` and :func:`sample_missingness` from a single pass."""
     counts = genotype_counts(genotypes, progress=progress)
-    return (_variant_table(genotypes, counts.variant, hwe, midp),
-            _sample_table(genotypes, counts.sample_missing))
+    sc = sex_chrom_counts(genotypes, progress)
+    return (_variant_table(genotypes, counts.variant, hwe, midp, sc),
+            _sample_table(genotypes, counts.sample_missing, sc))
 
 
 # ----------------------------------------------------------------------------- filters
@@ -656,17 +1014,19 @@ def qc(genotypes: Genotypes, maf: float | None = 0.01, geno: float | None = 0.01
     n, m = genotypes.shape
 
     counts = genotype_counts(genotypes, progress=progress)
-    # --mind
+    sc = sex_chrom_counts(genotypes, progress)
+    # --mind (a non-male's chrY calls count neither as missing nor as called)
     keep_s = np.ones(n, dtype=bool)
     sample_rows = pd.DataFrame(columns=REPORT_COLUMNS)
     if mind is not None and m > 0:
-        bad = counts.sample_missing > mind * m * (1 + _EPS)
+        s_miss, s_den = _sample_missing_plink(genotypes, counts.sample_missing, sc)
+        bad = s_miss > mind * s_den * (1 + _EPS)
         keep_s = ~bad
         i = np.flatnonzero(bad)
         sample_rows = pd.DataFrame({
             "kind": "sample", "index": i, "fid": genotypes.samples["fid"].to_numpy()[i],
             "id": genotypes.samples["iid"].to_numpy()[i], "reason": "mind",
-            "value": counts.sample_missing[i] / m, "threshold": mind,
+            "value": s_miss[i] / s_den[i], "threshold": mind,
         }, columns=REPORT_COLUMNS)
     variant = counts.variant
     if not keep_s.all():
@@ -676,11 +1036,24 @@ def qc(genotypes: Genotypes, maf: float | None = 0.01, geno: float | None = 0.01
             variant = variant - genotype_counts(genotypes.subset(samples=~keep_s), progress=progress).variant
         else:
             variant = genotype_counts(genotypes.subset(samples=keep_s), progress=progress).variant
+        if sc.has_special:
+            sc = sex_chrom_counts(genotypes.subset(samples=keep_s), progress)
     n_kept = int(keep_s.sum())
 
     n_obs = variant[:, :3].sum(axis=1)
     freq = allele_frequency(variant)
     minor = np.minimum(2 * variant[:, 0] + variant[:, 1], 2 * variant[:, 2] + variant[:, 1])
+    # sex chromosomes: plink2's ploidy (half-allele units, see _plink_counts); chrY: males
+    # only, in the numerator and the denominator of --geno
+    pc = _plink_counts(variant, n_kept, sc) if sc.has_special else None
+    v_missing = variant[:, 3]
+    v_den = np.full(m, n_kept, dtype=np.int64)
+    if pc is not None:
+        special = sc.kind != CHROM_DIPLOID
+        freq = pc.freq
+        minor_u = np.minimum(pc.a1_units, pc.total_units - pc.a1_units)
+        v_missing = pc.counts[:, 3]
+        v_den = pc.n_eligible
     failed = np.zeros(m, dtype=bool)
     reason = np.empty(m, dtype=object)
     value = np.full(m, np.nan)
@@ -694,15 +1067,22 @@ def qc(genotypes: Genotypes, maf: float | None = 0.01, geno: float | None = 0.01
         failed[:] |= new
 
     if geno is not None:
-        mark(variant[:, 3] > geno * n_kept * (1 + _EPS), "geno",
-             variant[:, 3] / max(n_kept, 1), geno)
+        if pc is None:
+            mark(variant[:, 3] > geno * n_kept * (1 + _EPS), "geno",
+                 variant[:, 3] / max(n_kept, 1), geno)
+        else:
+            mark(v_missing > geno * v_den * (1 + _EPS), "geno", v_missing / np.maximum(v_den, 1), geno)
     if hwe is not None:
-        p = hwe_exact(variant[:, 0], variant[:, 1], variant[:, 2], midp=midp)
+        # chrX: Graffelman-Weir; chrY / MT: not tested (p NaN never fails)
+        p = _hwe_p(variant, sc, midp)
         mark(p < hwe * (1 - _EPS), "hwe", p, hwe)
     if maf is not None:
-        mark((n_obs > 0) & (minor < maf * 2 * n_obs * (1 - _EPS)), "maf",
-             np.minimum(freq, 1 - freq), maf)
-    mark(minor == 0, "monomorphic", freq, np.nan)
+        fail = (n_obs > 0) & (minor < maf * 2 * n_obs * (1 - _EPS))
+        if pc is not None:
+            fail = np.where(special, (pc.total_units > 0) & (minor_u < maf * pc.total_units * (1 - _EPS)), fail)
+        mark(fail, "maf", np.minimum(freq, 1 - freq), maf)
+    mark(np.where(special, minor_u == 0, minor == 0) if pc is not None else minor == 0,
+         "monomorphic", freq, np.nan)
 
     j = np.flatnonzero(failed)
     variant_rows = pd.DataFrame({

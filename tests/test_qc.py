@@ -408,3 +408,154 @@ def test_hwe_in_blocks_is_bitwise_one_block(dummy, dummy_bfile, plink2, tmp_path
     hardy = _read_plink2_table(tmp_path / "ref.hardy")
     p = allele_stats(dummy, hwe=True)["hwe_p"]
     np.testing.assert_allclose(np.log10(p), np.log10(hardy["P"]), rtol=0, atol=3e-6)
+
+
+# ----------------------------------------------------------------------------- sex chromosomes
+
+def _sexchrom_data(seed=4):
+    """A realistic layout: males hemizygous on X and Y (a few het calls, as arrays report
+    them), females without Y calls but a few, unknown-sex samples, MT haploid, PAR diploid;
+    per-sample missing rates spread around the --mind thresholds; chromosome codes in
+    plink's several spellings (X/23, chrY, 26 = MT, 25 = XY)."""
+    rng = np.random.default_rng(seed)
+    sex = np.repeat([1, 2, 0], [100, 110, 30])
+    n = len(sex)
+    male = sex == 1
+    kinds = np.repeat(["1", "X", "Y", "MT", "XY"], [300, 120, 30, 20, 20])
+    codes = np.where(kinds == "X", np.where(np.arange(len(kinds)) % 2, "X", "23"), kinds)
+    codes = np.where(kinds == "Y", "chrY", np.where(kinds == "MT", "26", np.where(kinds == "XY", "25", codes)))
+    m = len(kinds)
+    p = rng.uniform(0.03, 0.5, m)
+    g = rng.binomial(2, p, size=(n, m)).astype(float)
+    hap = np.isin(kinds, ["X", "Y"])
+    g[np.ix_(male, hap)] = 2.0 * rng.binomial(1, p[hap], size=(male.sum(), hap.sum()))
+    mt = kinds == "MT"
+    g[:, mt] = 2.0 * rng.binomial(1, p[mt], size=(n, mt.sum()))
+    het = rng.random((n, m)) < 0.01  # het calls on haploid chromosomes
+    g[het & (np.isin(kinds, ["X", "Y"]) & male[:, None] | mt)] = 1.0
+    # females: no Y calls, but five of them
+    fy = (sex == 2)[:, None] & (kinds == "Y")
+    fy[np.flatnonzero(sex == 2)[:5]] = False
+    g[fy] = np.nan
+    # too few female hets on some X variants (fails HWE), an excess on others
+    x = np.flatnonzero(kinds == "X")
+    fem = np.flatnonzero(sex == 2)
+    g[np.ix_(fem, x[:6])] = 2.0 * rng.binomial(1, 0.5, size=(len(fem), 6))
+    g[np.ix_(fem[:80], x[6:10])] = 1.0
+    g[rng.random((n, m)) < rng.uniform(0, 0.06, n)[:, None]] = np.nan
+    samples = pd.DataFrame({"fid": "f", "iid": [f"s{i}" for i in range(n)], "father": "0",
+                            "mother": "0", "sex": sex, "trait": np.nan})
+    variants = pd.DataFrame({"chrom": codes, "snp": [f"v{j}" for j in range(m)], "cm": 0.0,
+                             "pos": np.arange(1, m + 1), "a1": "A", "a2": "G"})
+    return g, samples, variants, kinds
+
+
+@pytest.fixture(scope="module")
+def sexchrom(tmp_path_factory):
+    prefix = tmp_path_factory.mktemp("sexchrom") / "sx"
+    g, samples, variants, kinds = _sexchrom_data()
+    write_plink(prefix, g, samples, variants)
+    return prefix, kinds
+
+
+def test_chrom_class_reads_plink_codes():
+    from gwaslift.qc import CHROM_DIPLOID as D, CHROM_MT, CHROM_X, CHROM_Y, chrom_class
+
+    codes = ["1", "22", "X", "23", "chrX", "x", "Y", "24", "chrY", "XY", "25", "MT", "M", "26",
+             "chrM", "023", "chr1", "0", "Un_gl000220"]
+    want = [D, D, CHROM_X, CHROM_X, CHROM_X, CHROM_X, CHROM_Y, CHROM_Y, CHROM_Y, D, D,
+            CHROM_MT, CHROM_MT, CHROM_MT, CHROM_MT, CHROM_X, D, D, D]
+    assert chrom_class(codes).tolist() == want
+
+
+def test_sex_chrom_stats_equal_plink2(sexchrom, plink2, tmp_path):
+    prefix, kinds = sexchrom
+    g = read_plink(prefix, variant_chunk=64)
+    plink2("--bfile", prefix, "--freq", "counts", "--missing", "--hardy", "--out", tmp_path / "ref")
+    plink2("--bfile", prefix, "--hardy", "midp", "--out", tmp_path / "mid")
+    var, samp = qc_stats(g, hwe=True)
+    fr = _read_plink2_table(tmp_path / "ref.acount")
+    # X: a male counts one allele (a male het half an A1); Y: males only; MT: haploid
+    np.testing.assert_allclose(var["a1_freq"], fr["ALT_CTS"] / fr["OBS_CT"], rtol=1e-12)
+    vm = _read_plink2_table(tmp_path / "ref.vmiss")
+    np.testing.assert_array_equal(var["n_missing"], vm["MISSING_CT"])
+    np.testing.assert_array_equal(var["n_obs"], vm["OBS_CT"] - vm["MISSING_CT"])  # Y: males
+    sm = _read_plink2_table(tmp_path / "ref.smiss")
+    np.testing.assert_array_equal(samp["n_missing"], sm["MISSING_CT"])  # no Y for non-males
+    np.testing.assert_array_equal(samp["n_variants"], sm["OBS_CT"])
+    np.testing.assert_allclose(samp["missing_frac"], sm["F_MISS"], rtol=PRINT_RTOL)
+    # HWE: the Graffelman-Weir test on X, none on Y / MT, the usual one elsewhere (PAR too)
+    hx = _read_plink2_table(tmp_path / "ref.hardy.x")
+    is_x = kinds == "X"
+    np.testing.assert_allclose(var["hwe_p"][is_x], hx["P"], rtol=PRINT_RTOL, atol=1e-300)
+    assert var["hwe_p"][is_x].min() < 1e-10  # the departures are there
+    ha = _read_plink2_table(tmp_path / "ref.hardy")
+    np.testing.assert_allclose(var.set_index("snp").loc[ha["ID"], "hwe_p"], ha["P"], rtol=PRINT_RTOL)
+    assert var["hwe_p"][np.isin(kinds, ["Y", "MT"])].isna().all()
+    var_mid, _ = qc_stats(g, hwe=True, midp=True)
+    hxm = _read_plink2_table(tmp_path / "mid.hardy.x")
+    np.testing.assert_allclose(var_mid["hwe_p"][is_x], hxm["MIDP"], rtol=PRINT_RTOL, atol=1e-300)
+
+
+@pytest.mark.parametrize("maf,geno,mind,hwe,midp", [
+    (0.01, 0.01, 0.02, None, False),   # the defaults
+    (0.01, 0.05, 0.02, 1e-6, False),
+    (0.2, 0.03, 0.04, 0.01, False),
+    (None, 0.02, 0.05, 1e-3, True),
+])
+def test_sex_chrom_filters_equal_plink2(sexchrom, plink2, tmp_path, maf, geno, mind, hwe, midp):
+    prefix, kinds = sexchrom
+    g = read_plink(prefix, variant_chunk=64)
+    flags = _plink2_filter_flags(maf, geno, mind, hwe)
+    if midp:
+        flags.insert(flags.index("--hwe") + 2, "midp")
+    plink2("--bfile", prefix, *flags, "--make-bed", "--out", tmp_path / "f")
+    out, report = qc(g, maf=maf, geno=geno, mind=mind, hwe=hwe, midp=midp)
+    ref = read_plink(tmp_path / "f")
+    assert out.samples["iid"].tolist() == ref.samples["iid"].tolist()
+    assert out.variants["snp"].tolist() == ref.variants["snp"].tolist()
+    # females survive --mind despite having no Y, and X / Y variants survive --hwe
+    assert (out.samples["sex"] == 2).sum() > 0.5 * (out.samples["sex"] == 1).sum()
+    kept = set(out.variants["snp"])
+    for k in ("X", "Y", "MT"):
+        assert any(f"v{j}" in kept for j in np.flatnonzero(kinds == k))
+
+
+def test_hwe_exact_x_equals_full_enumeration():
+    from gwaslift.qc import hwe_exact_x
+
+    def brute(fa, fh, fb, ma, mb, midp):
+        nf, nm = fa + fh + fb, ma + mb
+        n_a1, n_all = 2 * fa + fh + ma, 2 * (fa + fh + fb) + ma + mb
+
+        def lp(k, h):
+            f1 = n_a1 - k
+            aa, bb = (f1 - h) // 2, nf - (f1 - h) // 2 - h
+            return (gammaln(n_a1 + 1) + gammaln(n_all - n_a1 + 1) - gammaln(n_all + 1)
+                    + gammaln(nm + 1) - gammaln(k + 1) - gammaln(nm - k + 1) + gammaln(nf + 1)
+                    + h * np.log(2) - gammaln(aa + 1) - gammaln(h + 1) - gammaln(bb + 1))
+
+        obs = lp(ma, fh)
+        cells = np.array([lp(k, h) for k in range(nm + 1) if 0 <= n_a1 - k <= 2 * nf
+                          for h in range((n_a1 - k) % 2, min(n_a1 - k, 2 * nf - n_a1 + k) + 1, 2)])
+        p = np.exp(cells[cells <= obs + 1e-7]).sum()
+        # plink2's chrX mid-p: ties halved in the other rows, only the observed table in its own
+        ties = [np.exp(lp(k, h)) for k in range(nm + 1) if k != ma and 0 <= n_a1 - k <= 2 * nf
+                for h in range((n_a1 - k) % 2, min(n_a1 - k, 2 * nf - n_a1 + k) + 1, 2)
+                if abs(lp(k, h) - obs) <= 1e-7]
+        return p - 0.5 * (np.exp(obs) + sum(ties)) if midp else p
+
+    rng = np.random.default_rng(3)
+    cases = [(0, 5, 0, 0, 0), (3, 0, 4, 6, 1), (10, 0, 10, 0, 0), (2, 11, 1, 9, 5), (0, 0, 0, 4, 3)]
+    for _ in range(25):
+        f = rng.multinomial(int(rng.integers(1, 30)), rng.dirichlet([1, 1, 1]))
+        m1 = int(rng.integers(0, 25))
+        cases.append((*f, m1, int(rng.integers(0, 25))))
+    for c in cases:
+        for midp in (False, True):
+            got = hwe_exact_x(*[[v] for v in c], midp=midp)[0]
+            np.testing.assert_allclose(got, brute(*c, midp), rtol=1e-10, err_msg=str(c))
+    # nothing observed -> NaN; monomorphic -> 1 (mid-p 0.5)
+    assert np.isnan(hwe_exact_x([0], [0], [0], [0], [0])[0])
+    assert hwe_exact_x([4], [0], [0], [3], [0])[0] == 1.0
+    assert hwe_exact_x([4], [0], [0], [3], [0], midp=True)[0] == 0.5
