@@ -31,11 +31,37 @@ Rules (documented here once):
   information matrix is singular (separation, e.g. a genotype seen only in cases) is
   reported as NaN with ``errcode = "LOGISTIC_CONVERGE_FAIL"``; this is plink2's
   ``--glm no-firth`` behaviour (plink2 by default would refit such variants with Firth).
+* **plink2's predictor limits** (``vif=50``, ``max_corr=0.999``, plink2's ``--vif`` and
+  ``--max-corr`` defaults; plink2 ``CheckMaxCorrAndVif`` in ``plink2_glm_shared.cc``): the
+  predictors are the genotype and the covariates, not the intercept, over the variant's
+  observed samples (every sample used, founders or not, as plink2 --glm). A variant is NA
+  when two predictors correlate with ``|r| > max_corr`` (``CORR_TOO_HIGH``), when the
+  predictors are collinear there (``VIF_INFINITE``), or when a predictor's variance
+  inflation factor (diagonal of the inverse correlation matrix) exceeds ``vif``
+  (``VIF_TOO_HIGH``), tested in that order. ``VIF_INFINITE`` is also what a variant gets
+  when its missing calls leave a covariate constant or covariates collinear (e.g. it failed
+  in a whole genotyping batch and the batch dummy is a covariate): tested by a rank test
+  relative to all samples, independent of the covariates' units and of the chunking.
+  Covariates that break the limits on their own raise InputError (plink2 stops).
+  A categorical covariate given to :func:`linear_gwas` loses its most common level, as in
+  plink2: the genotype's VIF does not depend on that choice, the dummies' VIFs and
+  correlations do (a SNP that failed in the most common batch is CORR_TOO_HIGH, two
+  remaining dummies summing to 1, in plink2 and here).
 * **Degenerate variants never crash**; their ``beta, se, stat, p`` are NaN and ``errcode``
-  says why: ``ALL_MISSING`` (``n = 0``), ``CONST_ALLELE`` (monomorphic among the samples
-  used), ``CORR`` (genotype collinear with the covariates), ``NO_DF`` (fewer samples than
-  parameters), ``COVAR_SINGULAR`` (the covariates become collinear on the observed subset).
-  ``errcode`` is ``""`` for a normal result.
+  says why, with plink2's names: ``SAMPLE_CT<=PREDICTOR_CT`` (no residual degree of
+  freedom), ``CONST_OMITTED_ALLELE`` (monomorphic among the samples used), the three codes
+  above, ``RANK_DEFICIENT`` (the regression's own guard: the genotype's residual variance
+  lost to rounding; not expected after the VIF test) and ``LOGISTIC_CONVERGE_FAIL``.
+  One code is gwaslift's own: ``ALL_MISSING`` (``n = 0``; plink2 reports that as
+  ``SAMPLE_CT<=PREDICTOR_CT``). ``errcode`` is ``""`` for a normal result (plink2 writes
+  ``.``).
+* **chrX is tested like an autosome**, on the .bed dosages (a hemizygous male coded as
+  homozygous counts 2) and with the covariates given. plink2 --glm instead adds sex as a
+  covariate on chrX by default, so its chrX results differ (p-values by ~15% on a
+  simulated trait with a sex effect). Add sex (e.g. ``samples["sex"] == 2``) to the
+  covariates of a chrX run to match plink2: measured equal to 4e-6 in beta, with the
+  same .bed male coding. gwaslift does not add it itself: variants of one chunk would
+  need two designs.
 * **Bad input** raises :class:`~gwaslift.InputError`: a constant phenotype, a binary
   phenotype with one class, covariates collinear with the intercept or with each other
   (named), non-numeric covariates, misaligned sample IDs.
@@ -69,11 +95,32 @@ from .io.packed import BYTE_TO_CODES, CODE_TO_DOSAGE, unpack_codes
 SUMSTATS_COLUMNS = ["chrom", "pos", "snp", "a1", "a2", "a1_freq", "n", "beta", "se", "stat",
                     "p", "log10_p", "errcode"]
 
-#: errcode strings (index = code stored in the kernel output); names follow plink2 where
-#: plink2 has one.
-ERRCODES = ["", "ALL_MISSING", "CONST_ALLELE", "CORR", "NO_DF", "COVAR_SINGULAR",
-            "LOGISTIC_CONVERGE_FAIL"]
-_OK, _ALL_MISSING, _CONST, _CORR, _NO_DF, _COVAR_SINGULAR, _NOCONV = range(7)
+#: errcode strings (index = code stored in the kernel output); plink2's names (its
+#: ``kGlmErrcodeStrs``) except ``ALL_MISSING``, which plink2 reports as
+#: ``SAMPLE_CT<=PREDICTOR_CT`` (see the module docstring).
+ERRCODES = ["", "ALL_MISSING", "CONST_OMITTED_ALLELE", "RANK_DEFICIENT", "SAMPLE_CT<=PREDICTOR_CT",
+            "VIF_INFINITE", "LOGISTIC_CONVERGE_FAIL", "VIF_TOO_HIGH", "CORR_TOO_HIGH"]
+(_OK, _ALL_MISSING, _CONST, _RANK_DEF, _NO_DF, _VIF_INF, _NOCONV, _VIF_HIGH,
+ _CORR_HIGH) = range(9)
+
+#: plink2 ``--glm`` defaults: ``--vif 50`` and ``--max-corr 0.999``.
+VIF_DEFAULT = 50.0
+MAX_CORR_DEFAULT = 0.999
+
+#: Relative rank tolerance of the covariate system on a variant's observed samples:
+#: singular (VIF_INFINITE) when the largest diagonal element of ``(Q' diag(m_j) Q)^-1``
+#: exceeds its inverse, and a covariate counts as constant there when its observed
+#: variance is below this fraction of its variance over all samples. ``Q`` is orthonormal
+#: on all samples, so the matrix's eigenvalues lie in [0, 1] whatever the covariates'
+#: units, and the downdate ``I - sum q_i q_i'`` that forms it is exact to a few 1e-16: an
+#: exactly singular system shows ~1e-16, far below; a legitimate one this close (a
+#: covariate direction with 1e-10 of its sum of squares on the observed samples) would
+#: lose 6 digits to rounding.
+_COVAR_RANK_TOL = 1e-10
+
+#: A predictor VIF at or above this counts as infinite (VIF_INFINITE, plink2's singular
+#: correlation matrix): the regression would lose half the double digits to cancellation.
+_VIF_INFINITE = 1e8
 
 #: Kernel output columns (float64): n, a1 count (sum of dosages), beta, se, stat, err code.
 _NSTAT = 6
@@ -116,6 +163,7 @@ class Design:
     V: np.ndarray              # (n, c+2) [Q, y_resid, 1] for linear; [Q, r0, 1] logistic
     tri: tuple                 # upper-triangle index pairs of a c x c matrix
     Kmiss: np.ndarray          # (n, T + c + 1) products subtracted per missing sample
+                               # (logistic: + T unweighted, for the predictor checks)
     yy: float                  # sum of squared residual phenotype (linear)
     # logistic null fit (covariates only)
     a0: np.ndarray | None = None     # (c,) coefficients on Q
@@ -127,6 +175,11 @@ class Design:
     offset_miss: np.ndarray | None = None  # (n,) eta offset forcing p = y where missing
     sample_idx: np.ndarray | None = None   # file sample positions (None: all, in order)
     n_file: int = 0                  # samples in the .bed rows
+    # plink2's predictor checks (VIF / pairwise correlation), see _predictor_checks
+    R1: np.ndarray | None = None     # (k, k) [1, C] = Q R, R1 = R[1:, 1:]
+    R1_inv: np.ndarray | None = None  # (k, k) R1^-1
+    vif: float = VIF_DEFAULT         # VIF_TOO_HIGH above this (inf: off)
+    max_corr: float = MAX_CORR_DEFAULT  # CORR_TOO_HIGH above this |r| (inf: off)
 
     @property
     def n(self) -> int:
@@ -140,7 +193,7 @@ class Design:
         from dask.base import tokenize
 
         return ("gwaslift.Design", self.model, self.missing, tokenize(self.y), tokenize(self.Q),
-                tokenize(self.sample_idx), self.n_file)
+                tokenize(self.sample_idx), self.n_file, self.vif, self.max_corr)
 
 
 def _tri_products(Q: np.ndarray, tri) -> np.ndarray:
@@ -157,8 +210,9 @@ def _unpack_sym(vals: np.ndarray, c: int, tri) -> np.ndarray:
     return out
 
 
-def _orthonormal_basis(C: np.ndarray, names: list[str]) -> np.ndarray:
-    """Q (n, c+1): orthonormal basis of [1, C]; InputError naming collinear covariates."""
+def _orthonormal_basis(C: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(Q (n, c+1), R (c+1, c+1)) with [1, C] = Q R, Q orthonormal, Q[:, 0] constant;
+    InputError naming collinear covariates."""
     from scipy.linalg import qr
 
     n = C.shape[0]
@@ -186,8 +240,42 @@ def _orthonormal_basis(C: np.ndarray, names: list[str]) -> np.ndarray:
             f"covariates are rank deficient: {what}. Drop or merge the redundant covariate(s) "
             "(e.g. one level of a one-hot categorical)."
         )
-    Q, _ = np.linalg.qr(X)
-    return np.ascontiguousarray(Q)
+    Q, R = np.linalg.qr(X)
+    return np.ascontiguousarray(Q), R
+
+
+def _corr_from_cov(S: np.ndarray) -> np.ndarray:
+    """Covariance matrices (..., p, p) -> correlation matrices (unit diagonal)."""
+    d = 1.0 / np.sqrt(np.einsum("...ii->...i", S))
+    return S * d[..., :, None] * d[..., None, :]
+
+
+def _check_covariates(R1: np.ndarray, names: list[str], vif: float, max_corr: float) -> None:
+    """plink2's covariate-only check before any variant: InputError when two covariates
+    correlate above ``max_corr`` (CORR_TOO_HIGH) or a covariate's VIF exceeds ``vif``
+    (VIF_TOO_HIGH), naming the first offender in plink2's order; plink2 stops there too
+    (``GlmFillAndTestCovars``). ``R1' R1`` is the centered Gram matrix of the covariates
+    over the samples used."""
+    k = R1.shape[0]
+    if k < 2:
+        return  # one covariate: no pair, VIF 1
+    corr = _corr_from_cov(R1.T @ R1)
+    # plink2 names the first offending pair / covariate in its loop order: rows i, j < i
+    rows, cols = np.tril_indices(k, -1)
+    high = np.flatnonzero(np.abs(corr[rows, cols]) > max_corr) if max_corr < 1 else []
+    if len(high):
+        i, j = int(cols[high[0]]), int(rows[high[0]])
+        raise InputError(
+            f"covariates {names[i]!r} and {names[j]!r} are too highly correlated "
+            f"(r = {corr[i, j]:.6f}, max_corr = {max_corr}; plink2 --glm stops with CORR_TOO_HIGH). "
+            "Remove the redundant covariate, or raise max_corr.")
+    vifs = np.diag(np.linalg.inv(corr))
+    if vifs.max() > vif:
+        i = int(np.flatnonzero(vifs > vif)[0])
+        raise InputError(
+            f"covariate {names[i]!r} has variance inflation factor {vifs[i]:.4g} > vif = {vif} "
+            "(collinear with the other covariates; plink2 --glm stops with VIF_TOO_HIGH). "
+            "Remove a redundant covariate, or raise vif.")
 
 
 def _null_logistic(Q: np.ndarray, y: np.ndarray, max_iter: int = 50) -> np.ndarray:
@@ -212,14 +300,19 @@ def _null_logistic(Q: np.ndarray, y: np.ndarray, max_iter: int = 50) -> np.ndarr
 
 
 def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, missing: str = "drop",
-                sample_idx: np.ndarray | None = None, n_file: int = 0) -> Design:
+                sample_idx: np.ndarray | None = None, n_file: int = 0,
+                vif: float = VIF_DEFAULT, max_corr: float = MAX_CORR_DEFAULT) -> Design:
     """Build the :class:`Design` for phenotype ``y`` (n,) and covariates ``C`` (n, k).
 
     Rows are the samples used (no NaN). ``model`` is "linear" or "logistic" (``y`` 0/1).
+    ``vif`` / ``max_corr``: plink2's ``--vif`` / ``--max-corr`` limits; the covariates
+    alone must pass them (InputError otherwise), and each variant is checked against them.
     """
     y = np.asarray(y, dtype=np.float64)
     C = np.asarray(C, dtype=np.float64).reshape(len(y), -1)
-    Q = _orthonormal_basis(C, names)
+    Q, R = _orthonormal_basis(C, names)
+    R1 = np.ascontiguousarray(R[1:, 1:])
+    _check_covariates(R1, names, vif, max_corr)
     n, c = Q.shape
     tri = np.triu_indices(c)
     K = _tri_products(Q, tri)
@@ -236,15 +329,17 @@ def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, miss
         r0 = y - p0
         V = np.column_stack([Q, r0, np.ones(n)])
         Qw0 = Q * w0[:, None]
-        # missing-sample corrections at the null fit: K*w0 (H_aa), Q*r0 (score)
-        Kmiss = np.column_stack([K * w0[:, None], Q * r0[:, None], np.zeros(n)])
+        # missing-sample corrections at the null fit: K*w0 (H_aa), Q*r0 (score), then the
+        # unweighted K for the predictor checks (plink2's VIF / correlation are unweighted)
+        Kmiss = np.column_stack([K * w0[:, None], Q * r0[:, None], np.zeros(n), K])
         yy = 0.0
         kw = dict(a0=a0, w0=w0, QwQ0=Qw0.T @ Q, Qr0=Q.T @ r0, Kw=K, Qw0=Qw0,
                   offset_miss=np.where(y > 0.5, 1e4, -1e4))
     return Design(model=model, missing=missing, y=y, Q=Q, V=np.ascontiguousarray(V), tri=tri,
                   Kmiss=np.ascontiguousarray(Kmiss), yy=yy,
                   sample_idx=None if sample_idx is None else np.asarray(sample_idx, np.int64),
-                  n_file=int(n_file), **kw)
+                  n_file=int(n_file), R1=R1, R1_inv=np.linalg.inv(R1), vif=float(vif),
+                  max_corr=float(max_corr), **kw)
 
 
 # --------------------------------------------------------------------------------------
@@ -278,6 +373,95 @@ def _solve_batched(A: np.ndarray, rhs: np.ndarray):
         return out, ok
 
 
+def _predictor_checks(err, A, b, s1, sst, nobs, design: Design) -> None:
+    """plink2's per-variant predictor checks (``CheckMaxCorrAndVif``), vectorised; sets
+    ``err`` (B,) in place where it is still OK.
+
+    ``A`` (B, c, c): ``Q' diag(m) Q`` over each variant's observed samples, or None when
+    no call is missing (then ``A = I``); ``b`` (B, c): ``Q' g``; ``s1``, ``sst``, ``nobs``
+    (B,): sum, centered sum of squares and count of the observed dosages.
+
+    The predictors are the genotype and the covariates (not the intercept), over the
+    variant's observed samples (all of them: plink2 --glm does not restrict to founders).
+    In plink2's order, the first failure is reported:
+
+    1. ``CORR_TOO_HIGH``: two predictors with ``|r| > max_corr``. A covariate constant on
+       the observed samples has no correlation and is skipped here, as in plink2 (NaN).
+    2. ``VIF_INFINITE``: the predictors are collinear on the observed samples (a covariate
+       constant there, e.g. the variant failed in a whole genotyping batch and that batch's
+       dummy is a covariate; or the genotype a combination of covariates). Tested on ``A``
+       itself, whose eigenvalues lie in [0, 1] whatever the covariates' units: singular
+       when ``max diag A^-1`` (between ``1 / lambda_min`` and ``c / lambda_min``) exceeds
+       ``1 / _COVAR_RANK_TOL``; and then when a VIF reaches :data:`_VIF_INFINITE`.
+    3. ``VIF_TOO_HIGH``: a VIF (diagonal of the inverse correlation matrix) above ``vif``.
+
+    Computed in the orthonormal basis, without forming or inverting any correlation
+    matrix: with ``[1, C] = Q R``, ``R1 = R[1:, 1:]``, ``W = R1^-1``, ``a = A[:, 0]`` and
+    ``M = (A^-1)[1:, 1:]`` (the inverse of the covariates' centered Gram in Q coordinates),
+    the covariates' centered covariance on the observed samples is
+    ``S = R1' (A - a a' / a_0)[1:, 1:] R1``, its covariance with the genotype
+    ``R1' h`` with ``h = (b - a s1 / (nobs Q_00))[1:]``, the genotype's residual sum of
+    squares ``sgg = sst - h' M h``, and the VIFs are ``sst / sgg`` (genotype) and
+    ``S_jj ((W M W')_jj + (W M h)_j^2 / sgg)`` (covariate j; block inverse). The covariates'
+    means never enter (no cancellation for an age-like covariate), and the only LAPACK
+    call is one batched ``c x c`` inverse for variants with missing calls.
+    """
+    c = b.shape[1]
+    k = c - 1
+    idx = np.flatnonzero(err == _OK)
+    if len(idx) == 0 or (k == 0 and A is None):
+        return  # genotype alone and nothing missing: nothing to check (as plink2)
+    R1, W = design.R1, design.R1_inv
+    s1, sst, nobs = s1[idx], sst[idx], nobs[idx]
+    tol = _COVAR_RANK_TOL
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if A is None:
+            h = b[idx, 1:]
+            Sd = np.broadcast_to((R1 * R1).sum(axis=0), h.shape)
+            Scc = None  # the covariates' own correlations were checked once, in make_design
+            sgg = sst - _rowdot(h, h)
+            WMh = h @ W.T
+            WMWd = np.broadcast_to((W * W).sum(axis=1), h.shape)
+            singular = np.zeros(len(idx), bool)
+        else:
+            Ai = A[idx]
+            Ainv, ok = _solve_batched(Ai, np.broadcast_to(np.eye(c), Ai.shape))
+            dA = np.einsum("bii->bi", Ainv)
+            # a singular A that LAPACK does not flag inverts to entries ~ +-1/eps
+            singular = ~ok | ~(dA.max(axis=1) < 1.0 / tol) | ~(dA.min(axis=1) > 0.5)
+            if k == 0:
+                err[idx[singular]] = _VIF_INF
+                return
+            a = Ai[:, :, 0]
+            Ac = Ai[:, 1:, 1:] - a[:, 1:, None] * a[:, None, 1:] / a[:, :1, None]
+            Scc = R1.T @ Ac @ R1
+            Sd = np.einsum("bii->bi", Scc)
+            h = b[idx, 1:] - a[:, 1:] * (s1 / (nobs * design.Q[0, 0]))[:, None]
+            M = Ainv[:, 1:, 1:]
+            Mh = M @ h[:, :, None]
+            sgg = sst - (h[:, None, :] @ Mh)[:, 0, 0]
+            WMh = (W @ Mh)[..., 0]
+            WMWd = ((W @ M) * W).sum(axis=-1)  # diag(W M W'); einsum is 4x slower here
+        # correlations; a covariate with no variance left (relative to its variance on
+        # all samples: rounding) gives NaN, ignored by the max as plink2 ignores it
+        live = Sd > tol * (R1 * R1).sum(axis=0)
+        inv_sd = np.where(live, 1.0 / np.sqrt(np.where(live, Sd, 1.0)), np.nan)
+        r = np.abs(h @ R1) * inv_sd / np.sqrt(sst)[:, None]
+        rmax = np.fmax.reduce(r, axis=1)
+        if Scc is not None and k > 1:
+            rc = np.abs(Scc) * inv_sd[:, :, None] * inv_sd[:, None, :]
+            rc[:, np.arange(k), np.arange(k)] = np.nan
+            rmax = np.fmax(rmax, np.fmax.reduce(rc.reshape(len(idx), -1), axis=1))
+        corr_high = (rmax > design.max_corr) & (design.max_corr < 1)
+        vif_g = sst / sgg
+        vif_c = Sd * (WMWd + WMh * WMh / sgg[:, None])
+        vmax = np.fmax(vif_g, vif_c.max(axis=1))
+        inf = (singular | ~live.all(axis=1) | ~(sgg > 0) | ~(vmax < _VIF_INFINITE)
+               | ~(vif_c.min(axis=1) > 0.5))
+    err[idx] = np.where(corr_high, _CORR_HIGH,
+                        np.where(inf, _VIF_INF, np.where(vmax > design.vif, _VIF_HIGH, _OK)))
+
+
 def _basic_checks(nobs, s1, s2, c):
     """errcode per variant from counts alone (before any fit)."""
     err = np.zeros(len(nobs), np.int64)
@@ -299,6 +483,9 @@ def linear_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design) -> np.
     miss : (B, n) float64 missing indicators (1 = missing), or None when nothing is missing.
     design : Design with model "linear".
 
+    Variants failing plink2's predictor checks (:func:`_predictor_checks`) are NaN with
+    their errcode before any fit.
+
     Returns
     -------
     (B, 6) float64: n, a1 count, beta, se, t, errcode index.
@@ -319,17 +506,25 @@ def linear_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design) -> np.
         A = np.eye(c) - _unpack_sym(corr[:, :T], c, design.tri)
         u = -corr[:, T:T + c]
         yy = design.yy - corr[:, T + c]
+        _predictor_checks(err, A, b, s1, sst, nobs, design)
+        # a singular system would "solve" to rounding noise that depends on the block
+        # (LAPACK need not raise): give failed variants I, their result is NaN anyway
+        A = np.where((err != _OK)[:, None, None], np.eye(c), A)
     else:
         A = np.broadcast_to(np.eye(c), (B, c, c))
         u = np.zeros((B, c))
         yy = np.full(B, design.yy)
+        _predictor_checks(err, None, b, s1, sst, nobs, design)
     sol, ok = _solve_batched(A, np.stack([b, u], axis=-1))
-    err[~ok & (err == _OK)] = _COVAR_SINGULAR
+    err[~ok & (err == _OK)] = _VIF_INF
     with np.errstate(invalid="ignore", divide="ignore"):
         sgg = s2 - np.einsum("bi,bi->b", b, sol[..., 0])
         sgy = gy - np.einsum("bi,bi->b", b, sol[..., 1])
         syy = yy - np.einsum("bi,bi->b", u, sol[..., 1])
-        err[(err == _OK) & ~(sgg > 1e-8 * sst)] = _CORR
+        # last guard, against rounding only (the predictor checks already stop a genotype
+        # VIF of 1e8): the genotype's residual sum of squares lost to cancellation
+        # (plink2: its regression matrix fails to invert, RANK_DEFICIENT)
+        err[(err == _OK) & ~(sgg > 1e-8 * sst)] = _RANK_DEF
         beta = sgy / sgg
         df = nobs - c - 1
         rss = np.maximum(syy - beta * sgy, 0.0)
@@ -350,7 +545,8 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     few matrix products. Converged when every coefficient moves by less than
     ``tol * max(1, |coefficient|)``; the standard error comes from the information matrix
     of the last step. Non-convergence or a singular information matrix gives NaN and
-    errcode ``LOGISTIC_CONVERGE_FAIL`` (no Firth fallback).
+    errcode ``LOGISTIC_CONVERGE_FAIL`` (no Firth fallback). plink2's predictor checks
+    (:func:`_predictor_checks`, unweighted, as plink2) come first, as in linear.
 
     Returns (B, 6) float64: n, a1 count, beta, se, z, errcode index.
     """
@@ -364,7 +560,11 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     nmiss = np.zeros(B) if miss is None else miss.sum(axis=1, dtype=np.float64)
     has_miss = miss is not None and bool(nmiss.any())
     nobs = n - nmiss
-    err, _ = _basic_checks(nobs, s1, s2, c)
+    err, sst = _basic_checks(nobs, s1, s2, c)
+    corr = miss @ design.Kmiss if has_miss else None
+    # plink2's predictor checks on the unweighted observed Gram (last T columns of Kmiss)
+    A_obs = np.eye(c) - _unpack_sym(corr[:, -T:], c, tri) if has_miss else None
+    _predictor_checks(err, A_obs, G[:, :c], s1, sst, nobs, design)
 
     # ---- step 0 at the null fit: weights w0 shared by all variants
     U = np.empty((B, c + 1))
@@ -372,7 +572,6 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     H[:, :c, :c] = design.QwQ0
     U[:, :c] = design.Qr0
     if has_miss:
-        corr = miss @ design.Kmiss
         H[:, :c, :c] -= _unpack_sym(corr[:, :T], c, tri)
         U[:, :c] -= corr[:, T:T + c]
     U[:, c] = G[:, c]
@@ -595,7 +794,14 @@ def _phenotype_vector(phenotype, samples, n) -> np.ndarray:
         raise InputError("phenotype must be numeric (NaN for missing)") from None
 
 
-def _covariate_matrix(covariates, samples, n):
+def _covariate_matrix(covariates, samples, n, used: np.ndarray | None = None):
+    """(C (n, k) float64, names): covariates aligned, categorical ones one-hot encoded.
+
+    A categorical column loses its most common level among the samples used (``used``:
+    phenotype present, and complete covariates; ties to the first level), as plink2
+    ``--glm`` does (``--split-cat-pheno omit-most``): a rare reference level would
+    inflate the dummies' VIFs, and plink2's VIF limit would then see other predictors.
+    """
     if covariates is None:
         return np.empty((n, 0)), []
     cov = _align(covariates, samples, n, "covariates")
@@ -607,14 +813,20 @@ def _covariate_matrix(covariates, samples, n):
             if isinstance(cov[col].dtype, pd.CategoricalDtype) or cov[col].dtype == object
             or cov[col].dtype == bool]
     if cats:
-        # categorical columns -> one-hot indicators, first level dropped (the intercept
-        # carries it); a missing category stays missing
+        # categorical columns -> one-hot indicators, the most common level dropped (the
+        # intercept carries it); a missing category stays missing
+        complete = cov.notna().all(axis=1).to_numpy()
+        if used is not None:
+            complete &= used
         for col in cats:
             s = cov[col]
             if s.dtype == bool:
                 cov[col] = s.astype(float)
                 continue
-            dummies = pd.get_dummies(s, prefix=str(col), drop_first=True, dtype=float)
+            dummies = pd.get_dummies(s, prefix=str(col), dtype=float)
+            if dummies.shape[1]:
+                counts = dummies[complete].sum(axis=0).to_numpy()
+                dummies = dummies.drop(columns=dummies.columns[int(np.argmax(counts))])
             dummies[s.isna().to_numpy()] = np.nan
             cov = pd.concat([cov.drop(columns=[col]), dummies], axis=1)
     names = [str(col) for col in cov.columns]
@@ -654,7 +866,8 @@ def _choose_model(y: np.ndarray, model: str):
 # public API
 # --------------------------------------------------------------------------------------
 def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", missing: str = "drop",
-                chunk: int | None = None, progress: bool | None = None, max_iter: int = 25) -> pd.DataFrame:
+                chunk: int | None = None, progress: bool | None = None, max_iter: int = 25,
+                vif: float = VIF_DEFAULT, max_corr: float = MAX_CORR_DEFAULT) -> pd.DataFrame:
     """Per-SNP linear or logistic regression with covariates (plink2 ``--glm`` equivalent).
 
     Parameters
@@ -667,7 +880,8 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         NaN = missing (the sample is dropped). Binary traits are coded 0/1 or 1/2.
     covariates : DataFrame (n_samples, k), array, or None
         Aligned like ``phenotype`` (PCs, age, sex, ...). Categorical / string columns are
-        expanded to one-hot indicators (first level dropped). A sample with any NaN
+        expanded to one-hot indicators (the most common level among the samples used
+        dropped, as plink2). A sample with any NaN
         covariate is dropped. The intercept is always added.
     model : "auto", "linear" or "logistic"
         ``auto``: logistic when the phenotype has exactly two values coded 0/1 or 1/2.
@@ -679,6 +893,15 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         Progress bar over chunks (None: only on a terminal).
     max_iter : int
         Newton iterations allowed per variant (logistic).
+    vif : float
+        plink2's ``--vif`` (default 50): a variant whose predictors (genotype and
+        covariates, over its observed samples) include one with a variance inflation
+        factor above this is NA, ``VIF_TOO_HIGH``; covariates alone above it raise
+        InputError. ``np.inf`` turns the limit off.
+    max_corr : float
+        plink2's ``--max-corr`` (default 0.999): the same for a pairwise predictor
+        correlation ``|r|`` above this (``CORR_TOO_HIGH``). ``1`` (or more) turns it off;
+        exactly collinear predictors are ``VIF_INFINITE`` with both limits off.
 
     Returns
     -------
@@ -694,6 +917,10 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
 
     if missing not in ("drop", "mean"):
         raise InputError(f"missing must be 'drop' or 'mean', got {missing!r}")
+    if not vif >= 1:  # also rejects NaN
+        raise InputError(f"vif must be >= 1 (np.inf: no limit), got {vif!r}")
+    if not 0 < max_corr:
+        raise InputError(f"max_corr must be > 0 (1: no limit), got {max_corr!r}")
     is_geno = isinstance(genotypes, Genotypes)
     if is_geno:
         samples, n_all = genotypes.samples, genotypes.n_samples
@@ -704,7 +931,7 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
                              f"got shape {arr.shape}")
         samples, n_all = None, arr.shape[0]
     y = _phenotype_vector(phenotype, samples, n_all)
-    C, names = _covariate_matrix(covariates, samples, n_all)
+    C, names = _covariate_matrix(covariates, samples, n_all, used=np.isfinite(y))
     keep = np.isfinite(y) & np.all(np.isfinite(C), axis=1)
     model, y_used = _choose_model(y[keep], model)
     c = 1 + C.shape[1]
@@ -719,13 +946,15 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         all_in_order = len(file_idx) == g.source.n_samples and np.array_equal(
             file_idx, np.arange(g.source.n_samples))
         design = make_design(y_used, C[keep], names, model, missing,
-                             sample_idx=None if all_in_order else file_idx, n_file=g.source.n_samples)
+                             sample_idx=None if all_in_order else file_idx, n_file=g.source.n_samples,
+                             vif=vif, max_corr=max_corr)
         blocks = g.packed.to_delayed().ravel()
         fn = chunk_stats
         variants = g.variants
     else:
         design = make_design(y_used, C[keep], names, model, missing,
-                             sample_idx=None if keep.all() else keep_pos, n_file=n_all)
+                             sample_idx=None if keep.all() else keep_pos, n_file=n_all,
+                             vif=vif, max_corr=max_corr)
         darr = arr if isinstance(arr, da.Array) else da.from_array(arr, chunks=(n_all, chunk or 4096))
         if chunk is not None:
             darr = darr.rechunk((n_all, chunk))  # the caller asked for this task size

@@ -206,6 +206,130 @@ def test_plink2_parity_with_missing_genotypes(dummy_bfile, plink2, tmp_path):
     _assert_plink2_parity(log, read_sumstats(tmp_path / "o.b.glm.logistic"), mask=maf >= 0.01)
 
 
+def _write_bfile(path, G):
+    n, m = G.shape
+    samples = pd.DataFrame({"fid": [f"f{i}" for i in range(n)], "iid": [f"i{i}" for i in range(n)],
+                            "father": "0", "mother": "0", "sex": 0, "trait": np.nan})
+    variants = pd.DataFrame({"chrom": "1", "snp": [f"s{j}" for j in range(m)], "cm": 0.0,
+                             "pos": np.arange(1, m + 1) * 100, "a1": "A", "a2": "G"})
+    gwaslift.write_plink(path, G, samples=samples, variants=variants)
+    return gwaslift.read_plink(path)
+
+
+def test_variant_failed_in_a_batch_is_vif_infinite_as_plink2(plink2, tmp_path):
+    """A SNP with every call missing in one genotyping batch, batch a categorical covariate:
+    the batch dummy is constant on its observed samples. plink2: VIF_INFINITE; before the
+    fix a garbage beta with p ~ 1e-4 that changed with the chunk size."""
+    rng = np.random.default_rng(20)
+    n, m = 300, 30
+    batch = rng.choice(["b2", "b1", "b3"], n, p=[0.3, 0.45, 0.25])  # b1 most common
+    C = pd.DataFrame({"pc": rng.normal(size=n), "batch": batch})
+    G = rng.binomial(2, 0.3, (n, m)).astype(float)
+    G[batch == "b2", :2] = np.nan  # s0, s1 failed in batch b2: its dummy is constant
+    G[:, 2] = 1.0  # monomorphic: CONST_OMITTED_ALLELE
+    G[3:, 3] = np.nan  # 3 calls for 5 predictors: SAMPLE_CT<=PREDICTOR_CT
+    # s4 failed in b1, the reference level plink2 drops (the most common): the b2 and b3
+    # dummies sum to 1 on its samples, r = -1
+    G[batch == "b1", 4] = np.nan
+    yq = 0.3 * (batch == "b2") + 0.2 * C["pc"].to_numpy() + rng.normal(size=n)
+    yb = (rng.random(n) < 1 / (1 + np.exp(0.5 - 0.5 * (batch == "b3")))).astype(float)
+    g = _write_bfile(tmp_path / "g", G)
+    pheno, covar = _write_pheno_covar(tmp_path, g.samples, {"q": yq, "b": yb + 1}, C)
+    _plink2_glm(plink2, tmp_path / "g", pheno, covar, tmp_path / "o")
+    want = ["VIF_INFINITE", "VIF_INFINITE", "CONST_OMITTED_ALLELE", "SAMPLE_CT<=PREDICTOR_CT",
+            "CORR_TOO_HIGH"]
+    for y, suffix in ((yq, "q.glm.linear"), (yb, "b.glm.logistic")):
+        ref = read_sumstats(tmp_path / f"o.{suffix}")
+        assert list(ref["errcode"][:5]) == want  # plink2's own verdict
+        runs = [linear_gwas(g, y, C, chunk=k) for k in (1, 5, m)]
+        for res in runs:
+            assert list(res["errcode"]) == list(ref["errcode"])
+            assert res.loc[:4, ["beta", "se", "p"]].isna().all().all()
+            pd.testing.assert_frame_equal(res, runs[0], check_exact=False, rtol=1e-12)
+        _assert_plink2_parity(runs[0], ref)
+
+
+def test_vif_and_max_corr_limits_match_plink2(plink2, tmp_path):
+    """plink2 --glm's --vif / --max-corr per variant, over its observed samples: a SNP
+    nearly equal to a covariate is CORR_TOO_HIGH, a less correlated one VIF_TOO_HIGH; the
+    same with --vif 4 and missing calls (the per-variant covariate subset)."""
+    rng = np.random.default_rng(2)
+    n, m = 400, 30
+    base = rng.binomial(2, 0.3, n).astype(float)
+    C = pd.DataFrame({"c": base + rng.normal(scale=0.02, size=n), "z": rng.normal(size=n),
+                      "age": rng.uniform(40, 70, n)})
+    G = np.tile(base[:, None], (1, m))
+    for j in range(m):  # SNP j: base with j^1.5 genotypes redrawn -> VIF from ~1e3 down to ~1
+        idx = rng.choice(n, int(j ** 1.5 * 2), replace=False)
+        G[idx, j] = rng.integers(0, 3, len(idx))
+    G[:, 10:][rng.random((n, m - 10)) < 0.08] = np.nan
+    y = 0.2 * base + rng.normal(size=n)
+    g = _write_bfile(tmp_path / "g", G)
+    pheno, covar = _write_pheno_covar(tmp_path, g.samples, {"q": y}, C)
+    for extra, vif in (((), 50.0), (("--vif", "4"), 4.0)):
+        plink2("--bfile", tmp_path / "g", "--pheno", pheno, "--covar", covar, "--glm", "hide-covar",
+               "omit-ref", "cols=+a1freq", *extra, "--out", tmp_path / "o")
+        ref = read_sumstats(tmp_path / "o.q.glm.linear")
+        res = linear_gwas(g, y, C, vif=vif)
+        assert list(res["errcode"]) == list(ref["errcode"])
+        assert {"CORR_TOO_HIGH", "VIF_TOO_HIGH", ""} <= set(res["errcode"])
+        ok = (res["errcode"] == "").to_numpy()
+        np.testing.assert_allclose(res["beta"][ok], ref["beta"][ok], rtol=1e-4)
+    # off: every variant but the exact copies of the covariate has a result
+    res = linear_gwas(g, y, C, vif=np.inf, max_corr=1.0)
+    assert (res["errcode"] == "").all()
+
+
+def test_vif_on_observed_samples_equals_numpy():
+    """The vectorised VIF / correlation on each variant's observed samples (missing calls,
+    an age-like covariate, logistic too) against np.corrcoef / inv, variant by variant."""
+    rng = np.random.default_rng(5)
+    n, m = 300, 40
+    base = rng.normal(size=n)
+    C = np.column_stack([base + rng.normal(scale=0.3, size=n), rng.normal(size=n) * 100 + 1950,
+                         rng.normal(size=n), base + rng.normal(scale=0.5, size=n)])
+    G = np.clip(np.round(1 + base[:, None] * rng.uniform(0, 1.5, m)
+                         + rng.normal(size=(n, m)) * rng.uniform(0.1, 1, m)), 0, 2)
+    G[rng.random((n, m)) < 0.1] = np.nan
+    vmax, rmax = [], []
+    for j in range(m):
+        ok = ~np.isnan(G[:, j])
+        R = np.corrcoef(np.column_stack([C[ok], G[ok, j]]).T)
+        vmax.append(np.diag(np.linalg.inv(R)).max())
+        rmax.append(np.abs(R - np.eye(len(R))).max())
+    vmax, rmax = np.array(vmax), np.array(rmax)
+    y = rng.normal(size=n)
+    for v in np.quantile(vmax, [0.25, 0.5, 0.75]):
+        for yy in (y, (y > 0).astype(float)):
+            res = linear_gwas(G, yy, C, vif=v, max_corr=1.0)
+            np.testing.assert_array_equal(res["errcode"] == "VIF_TOO_HIGH", vmax > v)
+    lim = np.quantile(rmax, 0.6)  # above the covariates' own |r| on all samples
+    res = linear_gwas(G, y, C, vif=np.inf, max_corr=lim)
+    np.testing.assert_array_equal(res["errcode"] == "CORR_TOO_HIGH", rmax > lim)
+
+
+def test_correlated_covariates_raise_as_plink2(plink2, tmp_path):
+    rng = np.random.default_rng(14)
+    n = 200
+    G = rng.binomial(2, 0.3, (n, 3)).astype(float)
+    c1, c2 = rng.normal(size=n), rng.normal(size=n)
+    y = rng.normal(size=n)
+    g = _write_bfile(tmp_path / "g", G)
+    for C, code, match in (
+        (pd.DataFrame({"c1": c1, "c2": c1 + rng.normal(scale=0.01, size=n)}),
+         "CORR_TOO_HIGH", "'c1' and 'c2'"),
+        (pd.DataFrame({"c1": c1, "c2": c2, "c3": c1 + c2 + rng.normal(scale=0.1, size=n)}),
+         "VIF_TOO_HIGH", "'c1'"),
+    ):
+        pheno, covar = _write_pheno_covar(tmp_path, g.samples, {"q": y}, C)
+        with pytest.raises(RuntimeError, match=code):
+            plink2("--bfile", tmp_path / "g", "--pheno", pheno, "--covar", covar, "--glm", "hide-covar",
+                   "--out", tmp_path / "o")
+        with pytest.raises(InputError, match=f"{match}.*{code}"):
+            linear_gwas(g, y, C)
+        assert len(linear_gwas(g, y, C, vif=np.inf, max_corr=1.0)) == 3  # limits off: runs
+
+
 # ------------------------------------------------------- chunking and a real cluster
 def test_results_do_not_depend_on_chunk_size(dummy_bfile):
     g = gwaslift.read_plink(dummy_bfile)
@@ -341,17 +465,22 @@ def test_degenerate_variants_give_documented_nan_rows():
     for y in (yq, yb):
         res = linear_gwas(G, y, C)
         assert res.loc[1, "n"] == 0 and res.loc[1, "errcode"] == "ALL_MISSING"
-        assert res.loc[2, "errcode"] == "CONST_ALLELE" and res.loc[3, "errcode"] == "CONST_ALLELE"
+        assert res.loc[2, "errcode"] == "CONST_OMITTED_ALLELE"
+        assert res.loc[3, "errcode"] == "CONST_OMITTED_ALLELE"
         assert res.loc[[1, 2, 3], ["beta", "se", "stat", "p", "log10_p"]].isna().all().all()
         assert (res.loc[[0, 4, 5], "errcode"] == "").all()
         assert np.isfinite(res.loc[[0, 4, 5], ["beta", "se", "p"]]).all().all()
 
 
-def test_genotype_collinear_with_covariate_is_corr():
+def test_genotype_collinear_with_covariate_is_na():
     G, C, yq, _ = _cohort(m=3, miss=0.0)
     C = C.drop(columns=["site"]).assign(dup=G[:, 0])  # a covariate equal to variant 0
     res = linear_gwas(G, yq, C)
-    assert res.loc[0, "errcode"] == "CORR" and np.isnan(res.loc[0, "beta"])
+    assert res.loc[0, "errcode"] == "CORR_TOO_HIGH" and np.isnan(res.loc[0, "beta"])
+    assert (res.loc[1:, "errcode"] == "").all()
+    # with plink2's limits off, exact collinearity is still caught
+    res = linear_gwas(G, yq, C, vif=np.inf, max_corr=1.0)
+    assert res.loc[0, "errcode"] == "VIF_INFINITE" and np.isnan(res.loc[0, "beta"])
     assert (res.loc[1:, "errcode"] == "").all()
 
 

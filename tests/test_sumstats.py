@@ -83,3 +83,36 @@ def test_writers_are_atomic_and_validate(tmp_path):
         read_sumstats(tmp_path / "junk.tsv")
     with pytest.raises(InputError, match="not found"):
         read_sumstats(tmp_path / "missing.tsv")
+
+
+def test_reads_plink2_glm_default_and_log10_outputs(dummy_bfile, plink2, tmp_path):
+    """plink2 --glm without hide-covar (its default) writes a row per covariate too: only
+    the ADD rows are read. With the log10 modifier there is LOG10_P and no P column."""
+    from gwaslift import read_plink
+
+    g = read_plink(dummy_bfile)
+    rng = np.random.default_rng(3)
+    ids = pd.DataFrame({"#FID": g.samples["fid"], "IID": g.samples["iid"]})
+    ids.assign(q=rng.normal(size=g.n_samples)).to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    ids.assign(a=rng.normal(size=g.n_samples), b=rng.normal(size=g.n_samples)).to_csv(
+        tmp_path / "c.tsv", sep="\t", index=False)
+    common = ["--bfile", dummy_bfile, "--pheno", tmp_path / "p.tsv", "--covar", tmp_path / "c.tsv"]
+    for mods, out in (((), "full"), (("hide-covar",), "hide"), (("hide-covar", "log10"), "log")):
+        plink2(*common, "--glm", "omit-ref", "no-firth", *mods, "--out", tmp_path / out)
+    for kind in ("q.glm.linear", "PHENO1.glm.logistic"):
+        hide = read_sumstats(tmp_path / f"hide.{kind}")
+        assert len(hide) == g.n_variants
+        raw = pd.read_csv(tmp_path / f"full.{kind}", sep="\t")
+        assert set(raw["TEST"]) == {"ADD", "a", "b"}  # 3 rows per variant in the file
+        full = read_sumstats(tmp_path / f"full.{kind}")
+        pd.testing.assert_frame_equal(full, hide)
+        log = read_sumstats(tmp_path / f"log.{kind}")
+        assert log.attrs["model"] == hide.attrs["model"]
+        pd.testing.assert_frame_equal(log.drop(columns=["p", "log10_p"]), hide.drop(columns=["p", "log10_p"]))
+        np.testing.assert_allclose(log["log10_p"], hide["log10_p"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(log["p"], hide["p"], rtol=5e-5)  # LOG10_P has 6 digits
+    bad = tmp_path / "dom.glm.linear"
+    raw = pd.read_csv(tmp_path / "hide.q.glm.linear", sep="\t", dtype=str, keep_default_na=False)
+    raw.assign(TEST="DOM").to_csv(bad, sep="\t", index=False)
+    with pytest.raises(InputError, match="ADD"):
+        read_sumstats(bad)

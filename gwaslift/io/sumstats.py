@@ -163,6 +163,13 @@ def read_sumstats(path: str | os.PathLike) -> pd.DataFrame:
     """Read a file written by :func:`write_glm` or :func:`write_gwas_ssf` (or a plink2
     ``--glm`` output with A1, OBS_CT, SE and P columns) back into the sumstats table.
 
+    plink2 ``--glm`` output is read as plink2 writes it by default: without ``hide-covar``
+    it has a row per covariate too (``TEST`` = the covariate's name) and only the ``ADD``
+    rows (the additive genotype test, one per variant) are kept; written with the
+    ``log10`` column modifier it has ``LOG10_P`` (-log10 p, exact below the double range)
+    instead of ``P``. A file with a TEST column but no ADD row (``--glm dominant``,
+    ``recessive``, ...) is an InputError: the table's ``beta`` is per A1 allele.
+
     ``attrs['model']`` is set from the columns (OR / odds_ratio / Z_STAT -> logistic).
     """
     path = Path(path)
@@ -170,11 +177,17 @@ def read_sumstats(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError("file not found (expected a summary-statistics TSV)", path)
     raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     cols = set(raw.columns)
+    if "TEST" in cols and (raw["TEST"] != "ADD").any():
+        add = (raw["TEST"] == "ADD").to_numpy()
+        if not add.any():
+            raise InputError(f"no additive (TEST = ADD) rows; TEST values "
+                             f"{sorted(set(raw['TEST']))[:5]}: gwaslift reads plink2's additive test", path)
+        raw = raw[add].reset_index(drop=True)  # covariate rows (no hide-covar) dropped
 
     def num(col):
         return pd.to_numeric(raw[col].replace({"NA": "nan", "#NA": "nan"}), errors="coerce").to_numpy(float)
 
-    if {"#CHROM", "POS", "ID", "A1", "P"} <= cols:
+    if {"#CHROM", "POS", "ID", "A1"} <= cols and cols & {"P", "LOG10_P"}:
         logistic = bool({"OR", "Z_STAT", "LOG(OR)_SE"} & cols)
         a1 = raw["A1"]
         if "REF" in cols and "ALT" in cols:
