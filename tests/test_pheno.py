@@ -176,18 +176,28 @@ def test_covariates_numeric_and_one_hot(tmp_path, geno):
     f = _write(tmp_path / "c.tsv", lines)
     with pytest.warns(UserWarning, match="2 of 30"):
         c = read_covar(f, geno, categorical=["batch"])
-    assert list(c.columns) == ["age", "site=south", "site=west", "batch=2", "batch=10"]
-    assert (c.dtypes == np.float64).all()
     absent = np.setdiff1d(np.arange(N), order)
     present = np.setdiff1d(order, [3])
+    # the reference (no column) is the most common level among the matched samples, ties to
+    # the first in natural order (plink2 --glm's choice: test_covariate_reference_level_is_plink2s)
+    def levels(col, natural, rows):
+        vals, cnt = np.unique(col[rows], return_counts=True)
+        ref = max(natural, key=lambda lev: (dict(zip(vals, cnt)).get(lev, 0), -natural.index(lev)))
+        return [ref] + [lev for lev in natural if lev != ref]
+    site_lv = levels(site, ["north", "south", "west"], present)
+    batch_lv = levels(batch, ["1", "2", "10"], order)
+    assert list(c.columns) == ["age"] + [f"site={v}" for v in site_lv[1:]] + [f"batch={v}" for v in batch_lv[1:]]
+    assert (c.dtypes == np.float64).all()
     np.testing.assert_array_equal(c["age"].to_numpy()[present], age[present])
-    np.testing.assert_array_equal(c["site=south"].to_numpy()[present], (site[present] == "south").astype(float))
-    np.testing.assert_array_equal(c["batch=10"].to_numpy()[present], (batch[present] == "10").astype(float))
-    assert c.loc[3, ["site=south", "site=west"]].isna().all() and c.loc[3, "age"] == age[3]
+    s1, b1 = site_lv[1], batch_lv[1]
+    np.testing.assert_array_equal(c[f"site={s1}"].to_numpy()[present], (site[present] == s1).astype(float))
+    np.testing.assert_array_equal(c[f"batch={b1}"].to_numpy()[present], (batch[present] == b1).astype(float))
+    site_cols = [f"site={v}" for v in site_lv[1:]]
+    assert c.loc[3, site_cols].isna().all() and c.loc[3, "age"] == age[3]
     assert c.loc[absent].isna().all().all()
-    assert c.attrs["categorical"] == {"site": ["north", "south", "west"], "batch": ["1", "2", "10"]}
+    assert c.attrs["categorical"] == {"site": site_lv, "batch": batch_lv}
     # reference level rows are all-zero; each present row has at most one indicator
-    ind = c[["site=south", "site=west"]].to_numpy()[present]
+    ind = c[site_cols].to_numpy()[present]
     assert set(ind.sum(axis=1)) <= {0.0, 1.0}
     # batch read as a number unless declared categorical; columns selects and orders
     c2 = _quiet(read_covar, f, geno, columns=["batch", "age"])
@@ -329,7 +339,8 @@ def test_fast_and_line_by_line_parsers_agree(tmp_path, geno):
     expected = vals[:, 0].copy()
     expected[[4, 9]] = np.nan
     np.testing.assert_array_equal(a["x"].to_numpy(), expected)  # exact doubles, as float(token)
-    assert np.isnan(a.loc[7, "y"]) and list(a.columns) == ["x", "y", "site=v"]
+    minor = "u" if (site == "v").sum() >= (site == "u").sum() else "v"  # the column is the less common level
+    assert np.isnan(a.loc[7, "y"]) and list(a.columns) == ["x", "y", f"site={minor}"]
     pd.testing.assert_series_equal(read_pheno(plain, geno, "y"), read_pheno(odd, geno, "y"))
 
 
@@ -341,10 +352,24 @@ def test_text_columns_sid_and_bool_like_values(tmp_path, geno):
                + [f"{a} {b} s{k} {sm} {g}" for k, ((a, b), sm, g) in
                   enumerate(zip(ids, ["True", "False", "NA", "True"], ["-9.0", "b", "a", "b"]))])
     c = _quiet(read_covar, f, geno)
-    assert list(c.columns) == ["smoker=True", "grp=b"]
-    np.testing.assert_array_equal(c["smoker=True"].to_numpy()[:4], [1, 0, np.nan, 1])
-    np.testing.assert_array_equal(c["grp=b"].to_numpy()[:4], [np.nan, 1, 0, 1])
-    assert c.attrs["categorical"] == {"smoker": ["False", "True"], "grp": ["a", "b"]}
+    assert list(c.columns) == ["smoker=False", "grp=a"]  # True and b are the most common: the references
+    np.testing.assert_array_equal(c["smoker=False"].to_numpy()[:4], [0, 1, np.nan, 0])
+    np.testing.assert_array_equal(c["grp=a"].to_numpy()[:4], [np.nan, 0, 1, 0])
+    assert c.attrs["categorical"] == {"smoker": ["True", "False"], "grp": ["b", "a"]}
+
+
+def test_covariate_reference_level_is_plink2s(tmp_path, dummy_bfile, plink2):
+    """plink2 --glm drops a categorical covariate's most common level (here b, not the first
+    level a): read_covar's indicator columns are the covariate rows plink2 reports."""
+    g = read_plink(dummy_bfile)
+    rng = np.random.default_rng(4)
+    lv = rng.choice(["a", "b", "c"], size=g.n_samples, p=[0.2, 0.5, 0.3])
+    ids = _ids(g)
+    cov = _write(tmp_path / "cov.txt", ["#FID IID batch"] + [f"{a} {b} {v}" for (a, b), v in zip(ids, lv)])
+    ph = _write(tmp_path / "y.txt", ["#FID IID y"] + [f"{a} {b} {rng.normal():.6f}" for a, b in ids])
+    plink2("--bfile", dummy_bfile, "--pheno", ph, "--covar", cov, "--glm", "--out", tmp_path / "o")
+    tests = pd.read_csv(tmp_path / "o.y.glm.linear", sep="\t")["TEST"]
+    assert sorted(set(tests) - {"ADD"}) == list(read_covar(cov, g).columns) == ["batch=a", "batch=c"]
 
 
 # ---------------------------------------------------------------------------------- plink2 rules

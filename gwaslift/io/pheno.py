@@ -611,9 +611,10 @@ def read_covar(path: str | os.PathLike, genotypes, columns: str | list[str] | No
         float64 columns, one row per sample, index = ``genotypes.samples.index``. Numeric
         columns keep their name. A categorical column ``c`` with levels ``l0 < l1 < ...``
         (sorted numerically when all numeric, else as text) becomes one 0/1 indicator
-        column ``"c=l1"``, ``"c=l2"``, ... per level but the first (the reference, dropped
-        so that the columns are not collinear with the intercept); a missing value is NaN in
-        all of them. A categorical column with a single level adds no column (warning).
+        column ``"c=l1"``, ``"c=l2"``, ... per level but the reference: the most common level
+        among the matched samples (ties: the first), dropped so that the columns are not
+        collinear with the intercept, as plink2 --glm does; a missing value is NaN in all of
+        them. A categorical column with a single level adds no column (warning).
         ``.attrs``: ``path``, ``missing_ids``, ``n_unmatched_rows`` (as in :func:`read_pheno`),
         ``categorical`` (dict: column -> its levels, reference first), ``n_missing`` (rows
         with any NaN).
@@ -659,6 +660,12 @@ def read_covar(path: str | os.PathLike, genotypes, columns: str | list[str] | No
         aligned[ok] = tokens[rows[ok]]
         is_missing = np.equal(aligned, None)
         levels = _natural_levels([str(v) for v in pd.unique(aligned[~is_missing])])
+        if len(levels) > 1:
+            # the reference (dropped) level is the most common one, ties to the first, as
+            # plink2 --glm splits categorical covariates (and as assoc._covariate_matrix)
+            counts = [int(np.sum(aligned == lev)) for lev in levels]
+            ref = levels[int(np.argmax(counts))]
+            levels = [ref] + [lev for lev in levels if lev != ref]
         levels_of[name] = levels
         if len(levels) < 2:
             warnings.warn(f"{table.path}: categorical covariate {name!r} has {len(levels)} level(s); "
