@@ -221,9 +221,18 @@ def test_malformed_fam_row(fileset):
     expect_error(fileset, "x.fam", "line 3")
 
 
-def test_bad_sex_code(fileset):
-    edit_line(Path(f"{fileset}.fam"), 6, lambda line: set_field(line, 4, "M"))
-    expect_error(fileset, "x.fam", "line 7", "sex")
+def test_sex_codes_read_as_plink2(fileset, plink2, tmp_path):
+    """1/M/m male, 2/F/f female, any other code unknown (0, -9, NA, 3, 1.0): as plink2's .psam
+    says; codes other than the usual ones warn, naming the line."""
+    codes = ["-9", "NA", "3", "M", "F", "m", "f", "0", "1", "2", "x", "1.0"]
+    for k, c in enumerate(codes):
+        edit_line(Path(f"{fileset}.fam"), k, lambda line, c=c: set_field(line, 4, c))
+    with pytest.warns(UserWarning, match=r"x\.fam:3: 3 sample\(s\) have sex code '3'"):
+        sex = gwaslift.read_plink(fileset).samples["sex"].to_numpy()[: len(codes)]
+    plink2("--bfile", fileset, "--make-just-psam", "--out", tmp_path / "ref")
+    ref = pd.read_csv(tmp_path / "ref.psam", sep="\t")["SEX"].fillna(0).astype(int).to_numpy()[: len(codes)]
+    np.testing.assert_array_equal(sex, ref)
+    np.testing.assert_array_equal(sex, [0, 0, 0, 1, 2, 1, 2, 0, 1, 2, 0, 0])
 
 
 def test_duplicate_sample_ids(fileset):

@@ -85,7 +85,8 @@ def _split_rows(path: Path, n_fields: int, what: str) -> list[list[str]]:
 def read_fam(path: str | os.PathLike) -> pd.DataFrame:
     """Read a .fam file: one row per sample, columns ``fid, iid, father, mother, sex, trait``.
 
-    ``sex`` is int (1 male, 2 female, 0 unknown); ``trait`` is float with NaN for the PLINK
+    ``sex`` is int8 (1 male, 2 female, 0 unknown: plink2 reads 1/M/m as male, 2/F/f as
+    female and any other code, e.g. 0, -9, NA, as unknown); ``trait`` is float with NaN for the PLINK
     missing codes, by the rule of phenotype files (:func:`gwaslift.io.pheno.parse_values`):
     any number equal to -9 (``-9``, ``-9.0``), ``NA``, ``nan`` in any letter case. A text
     trait (``case``/``control``) warns and reads as missing for every sample. Duplicate
@@ -98,12 +99,18 @@ def read_fam(path: str | os.PathLike) -> pd.DataFrame:
     if fam is None:
         fam = pd.DataFrame(_split_rows(path, 6, ".fam"), columns=FAM_COLUMNS)
     rows = fam.to_numpy()
-    sex = pd.to_numeric(fam["sex"], errors="coerce")
-    bad = sex.isna() | ~sex.isin([0, 1, 2])
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"sex must be 0, 1 or 2, found {rows[i][4]!r}", path, i + 1)
-    fam["sex"] = sex.astype(np.int8)
+    # plink2's reading of column 5: 1/M/m male, 2/F/f female, anything else unknown (0, -9,
+    # NA, 3, 1.0, ...); an unusual code is worth a warning, since it may be a shifted column
+    tok = fam["sex"].astype(str).to_numpy()
+    sex = np.zeros(len(tok), dtype=np.int8)
+    sex[np.isin(tok, ["1", "M", "m"])] = 1
+    sex[np.isin(tok, ["2", "F", "f"])] = 2
+    odd = ~np.isin(tok, ["0", "1", "2", "M", "m", "F", "f", "-9", "NA", "na", "nan"])
+    if odd.any():
+        i = int(np.flatnonzero(odd)[0])
+        warnings.warn(f"{path}:{i + 1}: {int(odd.sum())} sample(s) have sex code {rows[i][4]!r} or another one "
+                      "plink2 reads as unknown (1/M male, 2/F female): read as unknown", UserWarning, stacklevel=2)
+    fam["sex"] = sex
     # the same missing-value rule as phenotype files (-9 in any numeric spelling, NA, nan)
     trait, text = parse_values(fam["trait"].to_numpy())
     if text.any():
