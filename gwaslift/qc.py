@@ -360,6 +360,28 @@ def _log_het_prob(k, n, n_rare, h0, norm):
     return norm + h * _LN2 - gammaln(hom_r + 1.0) - gammaln(h + 1.0) - gammaln(hom_c + 1.0)
 
 
+def _het_distribution(n, n_rare):
+    """The HWE het-count distributions of rows (n individuals, n_rare > 0 copies of the rarer
+    allele): het count h = h0 + 2k for k in [0, k_end). Returns (h0, k_end, lp, k_mode):
+    ``lp(k, sel)`` the log P of index k for the rows ``sel``; ``k_mode`` the mode, the first
+    k where P(k+1) / P(k) = 4 hom_r hom_c / ((h+1)(h+2)) drops below 1 (log-concave)."""
+    h0 = n_rare % 2
+    k_end = (n_rare - h0) // 2 + 1
+    norm = _log_het_norm(n, n_rare)
+
+    def lp(k, sel):
+        return _log_het_prob(k, n[sel], n_rare[sel], h0[sel], norm[sel])
+
+    def falling(k, sel):
+        h = h0[sel] + 2 * k
+        hom_r = (n_rare[sel] - h) // 2
+        hom_c = n[sel] - h - hom_r
+        return 4.0 * hom_r * hom_c < (h + 1.0) * (h + 2.0)
+
+    k_mode = _first_true(falling, np.zeros(len(n), dtype=np.int64), k_end - 1)
+    return h0, k_end, lp, k_mode
+
+
 def _first_true(pred, lo, hi):
     """Vectorised binary search: per element, the first k in [lo, hi) where the monotone
     ``pred(k, sel)`` (false ... true) holds, or hi if none; pred is never called at hi."""
@@ -469,26 +491,11 @@ def _hwe_exact_block(hom1: np.ndarray, het: np.ndarray, hom2: np.ndarray, midp: 
     if len(todo) == 0:
         return p
     n, n_rare, het = n[todo], n_rare[todo], het[todo]
-    h0 = n_rare % 2
-    k_end = (n_rare - h0) // 2 + 1  # k runs over [0, k_end)
+    h0, k_end, lp, k_mode = _het_distribution(n, n_rare)
     k_obs = (het - h0) // 2
     nv = len(n)
     everyone = np.arange(nv)
-
-    norm = _log_het_norm(n, n_rare)
-
-    def lp(k, sel):
-        return _log_het_prob(k, n[sel], n_rare[sel], h0[sel], norm[sel])
-
-    # mode: the first k where P(k+1) / P(k) = 4 hom_r hom_c / ((h+1)(h+2)) drops below 1
-    def falling(k, sel):
-        h = h0[sel] + 2 * k
-        hom_r = (n_rare[sel] - h) // 2
-        hom_c = n[sel] - h - hom_r
-        return 4.0 * hom_r * hom_c < (h + 1.0) * (h + 2.0)
-
     zeros = np.zeros(nv, dtype=np.int64)
-    k_mode = _first_true(falling, zeros, k_end - 1)
     f_obs = lp(k_obs, everyone)
     tie = f_obs + _HWE_TIE
     cut = f_obs - _HWE_WINDOW
@@ -709,23 +716,10 @@ def _het_mass_below(n, n_rare, thr, cut):
     if len(r) == 0:
         return out, ties
     n, n_rare, thr, cut = n[r], n_rare[r], thr[r], cut[r]
-    h0 = n_rare % 2
-    k_end = (n_rare - h0) // 2 + 1
-    norm = _log_het_norm(n, n_rare)
+    h0, k_end, lp, k_mode = _het_distribution(n, n_rare)
     m = len(r)
-
-    def lp(k, sel):
-        return _log_het_prob(k, n[sel], n_rare[sel], h0[sel], norm[sel])
-
-    def falling(k, sel):
-        h = h0[sel] + 2 * k
-        hom_r = (n_rare[sel] - h) // 2
-        hom_c = n[sel] - h - hom_r
-        return 4.0 * hom_r * hom_c < (h + 1.0) * (h + 2.0)
-
     zeros = np.zeros(m, dtype=np.int64)
     every = np.arange(m)
-    k_mode = _first_true(falling, zeros, k_end - 1)
     whole = lp(k_mode, every) <= thr  # even the most likely count is at or below thr
     # nondecreasing on [0, k_mode], nonincreasing on [k_mode, k_end)
     left_stop = _first_true(lambda k, s: lp(k, s) > thr[s], zeros, k_mode) - 1
