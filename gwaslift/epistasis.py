@@ -15,12 +15,18 @@ phenotype or covariate; ``n`` of them)::
     x_j    A1 dosage of SNP j, missing -> mean observed dosage (qc.impute_mean)
     z_j    = (x_j - Q Q'x_j) / sd      dosage residual, scaled to unit mean square
     w_ab   = z_a * z_b                 (elementwise over samples)
-    T_ab   = sum_n r_n w_ab,n / sqrt(s2 * sum_n w_ab,n^2),   s2 = r'r / (n - k)
+    T_ab   = sum_n r_n w_ab,n / sqrt(sum_n r_n^2 w_ab,n^2)
     p_ab   = 2 * Phi(-|T_ab|)          (normal approximation; also as -log10 p)
 
 ``T`` is the score statistic for adding ``w_ab`` to the regression of ``y`` on the covariates
-(up to the projection of ``w_ab`` on them), ~N(0, 1) when ``y`` does not depend on the pair
-given the covariates. Why the *genotypes* are residualized on the covariates as well: with
+(up to the projection of ``w_ab`` on them), with the heteroscedasticity-robust (sandwich)
+variance, ~N(0, 1) when ``y`` does not depend on the pair given the covariates. Why robust:
+the residual variance is rarely the same for every sample -- p(1 - p) for a binary trait,
+noise that differs between populations, additive effects of other SNPs left in ``r`` -- and
+a pooled ``s2 sum w^2`` then mis-states the variance of ``sum r w`` (on simulated cohorts: sd
+of T 0.71 for a binary trait with 97% cases, 1.06-1.24 for quantitative ones, against 0.98-1.03
+with the sandwich). The denominator is separable, ``(z_a^2 r^2)' z_b^2``, so it costs one
+matrix product per block pair, as the pooled one did. Why the *genotypes* are residualized on the covariates as well: with
 population structure both dosages track ancestry, so the product of globally centred
 dosages tracks it too and every pair looks associated. On a simulated 10,000 x 10,000
 cohort (spatial structure, 5,000 samples, 10 PCs) the largest |T| among pairs without an
@@ -138,7 +144,6 @@ def pair_scan(genotypes, phenotype, covariates=None, *, samples=None, top: int =
                          f"for {k} covariate columns")
     Q = Q[:, :k] if k == design.shape[1] else np.linalg.svd(design, full_matrices=False)[0][:, :k]
     r = y[rows] - Q @ (Q.T @ y[rows])
-    s2 = float(r @ r) / (len(rows) - k)
     if not float(r @ r) > 1e-12 * float(y[rows] @ y[rows]):  # constant, or explained by the covariates
         raise InputError("the phenotype has no variance left after the covariates")
     if int(top) < 1 or int(block_variants) < 1:
@@ -149,25 +154,26 @@ def pair_scan(genotypes, phenotype, covariates=None, *, samples=None, top: int =
     chrom = genotypes.variants["chrom"].astype(str).to_numpy()
     pos = genotypes.variants["pos"].to_numpy(np.int64)
     rt = torch.as_tensor(r.astype(np.float32), device=dev)
+    r2t = rt * rt
     acc = _Accumulator(m, int(top))
     blocks = [(s, min(s + int(block_variants), m)) for s in range(0, m, int(block_variants))]
     block_pairs = [(i, j) for i in range(len(blocks)) for j in range(i, len(blocks))]
-    current = None  # (block index, z, ok, z*r transposed, z^2 transposed) of the outer block
+    current = None  # (block index, z, ok, z*r transposed, z^2 r^2 transposed) of the outer block
     for i, j in progress_bar(block_pairs, total=len(block_pairs), desc="pair scan: block pairs",
                              progress=progress):
         (s0, e0), (s1, e1) = blocks[i], blocks[j]
         if current is None or current[0] != i:
             zi, oki = _block_residuals(genotypes, s0, e0, rows, Q)
             zi = torch.as_tensor(zi, device=dev)
-            current = (i, zi, oki, (zi * rt[:, None]).T.contiguous(), (zi * zi).T.contiguous())
-        _, zi, oki, zi_r, zi_sq = current
+            current = (i, zi, oki, (zi * rt[:, None]).T.contiguous(), (zi * zi * r2t[:, None]).T.contiguous())
+        _, zi, oki, zi_r, zi_sq_r2 = current
         if j == i:
             zj, okj = zi, oki
         else:
             zj, okj = _block_residuals(genotypes, s1, e1, rows, Q)
             zj = torch.as_tensor(zj, device=dev)
-        den = (zi_sq @ (zj * zj)).double()
-        stat = ((zi_r @ zj).double() / torch.sqrt(den * s2)).cpu().numpy()
+        den = (zi_sq_r2 @ (zj * zj)).double()  # sum_n r_n^2 w_n^2: the sandwich variance
+        stat = ((zi_r @ zj).double() / torch.sqrt(den)).cpu().numpy()
         ia = np.arange(s0, e0)[:, None]
         ib = np.arange(s1, e1)[None, :]
         valid = oki[:, None] & okj[None, :] & (den.cpu().numpy() > 0) & (ia < ib)
