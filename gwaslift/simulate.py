@@ -81,8 +81,8 @@ Genotypes are drawn and written in blocks of ``block_size`` SNPs; only one block
 (n_samples x block_size) plus the causal columns is in memory, so 100k x 100k never holds
 the full matrix. Each ingredient (variant table, Gamma and S, genotypes, causal SNPs and
 effects, k-means, trait noise) has its own stream spawned from ``numpy.random.SeedSequence(seed)``,
-and the genotype stream is consumed SNP by SNP, so the same seed gives byte-identical files
-whatever ``block_size`` is, and the genotypes do not depend on the trait options.
+and the genotype stream is consumed SNP by SNP, so the same seed gives byte-identical data
+files whatever ``block_size`` is (sim.json records it), and the genotypes do not depend on the trait options.
 """
 
 from __future__ import annotations
@@ -355,7 +355,8 @@ def hao(n_samples: int, n_snps: int, a: float = 0.1, scenario: str = "spatial", 
     n_causal
         Number of causal SNPs (even when ``epistatic``).
     seed
-        Seed of every random choice; same seed -> identical files for any ``block_size``.
+        Seed of every random choice; same seed -> identical data files (.bed, .bim, .fam,
+        .pheno, .truth.tsv, .pop.tsv) for any ``block_size`` (sim.json records it).
     out
         Output prefix; writes ``out.bed/.bim/.fam/.truth.tsv/.pop.tsv/.pheno/.sim.json``.
     case_fraction
@@ -393,6 +394,11 @@ def hao(n_samples: int, n_snps: int, a: float = 0.1, scenario: str = "spatial", 
     _check(0.0 < fst < 1.0, f"fst must be in (0, 1), got {fst}")
     _check(alpha > 0, f"alpha must be > 0, got {alpha}")
     _check(int(n_populations) >= 1, f"n_populations must be >= 1, got {n_populations}")
+    # one PSD population gives every sample the same structure coordinates: k-means would
+    # split them on rounding noise and shift some samples' trait by a cluster effect
+    _check(scenario != "psd" or int(n_populations) >= 2, "the psd scenario needs n_populations >= 2")
+    _check(isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0,
+           f"seed must be a non-negative integer (it is recorded in sim.json), got {seed!r}")
     _check(effect_sd >= 0, f"effect_sd must be >= 0, got {effect_sd}")
     _check(int(n_chrom) >= 1, f"n_chrom must be >= 1, got {n_chrom}")
     if block_size is None:

@@ -12,7 +12,8 @@ genotype, the machine shared); its GPU time is for a session with a GPU to measu
 Model (Balding-Nichols populations, in a normal approximation):
 
 * ``n_populations`` populations of (nearly) equal size, in contiguous blocks of samples
-  (sample ``i`` belongs to population ``i * K // n``; the .fam FID names it);
+  (population ``k`` holds samples ``k * n // K`` to ``(k + 1) * n // K - 1``; the .fam FID
+  names it);
 * ancestral A1 frequency ``p_j ~ U(0.05, 0.5)`` per SNP;
 * population frequency ``f_kj = clip(p_j + sqrt(fst p_j (1 - p_j)) e_kj, 0.01, 0.99)``,
   ``e_kj ~ N(0, 1)``: the mean and variance of the Balding-Nichols Beta distribution;

@@ -341,8 +341,9 @@ def test_bad_arguments_raise(tmp_path):
         dict(scenario="nope"), dict(trait="ordinal"), dict(n_causal=11, epistatic="product"),
         dict(epistatic="xor"), dict(trait="quantitative", case_fraction=0.3), dict(case_fraction=1.0),
         dict(n_causal=500), dict(a=0.0), dict(scenario="balding_nichols", fst=0.0), dict(block_size=0),
+        dict(scenario="psd", n_populations=1), dict(seed=None), dict(seed=-1), dict(seed=1.5),
     ]
     for kw in bad:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=next(iter(kw)) if "seed" in kw or "n_populations" in kw else ""):
             hao(50, 40, out=out, **kw)
     assert not list(tmp_path.iterdir())  # nothing half-written
