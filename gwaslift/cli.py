@@ -72,11 +72,27 @@ def _input(p: argparse.ArgumentParser, pheno: bool = True, covar: bool = True) -
         p.add_argument("--covar-name", type=_names, help="covariate columns to use (comma separated)")
 
 
-def _qc_flags(p):
-    p.add_argument("--maf", type=float, default=0.01, help="minimum minor allele frequency (default 0.01)")
-    p.add_argument("--geno", type=float, default=0.01, help="maximum variant missing-call fraction (default 0.01)")
-    p.add_argument("--mind", type=float, default=0.02, help="maximum sample missing-call fraction (default 0.02)")
-    p.add_argument("--hwe", type=float, default=None, help="HWE exact-test p-value threshold (default: off)")
+def _threshold(text: str) -> float | None:
+    """A QC threshold, or 'off' / 'none' for no filter."""
+    if text.lower() in ("off", "none"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'off', got {text!r}") from None
+
+
+def _qc_flags(p, pipeline: bool):
+    """--maf --geno --mind --hwe. ``pipeline`` (analyze, demo): the analysis defaults, said in
+    the help and the report; else (the qc command) plink2's rule: only the filters given apply."""
+    d = dict(maf=0.01, geno=0.01, mind=0.02) if pipeline else {}
+    say = (lambda k: f"default {d[k]}; 'off' for none") if pipeline else (lambda k: "default: off, as plink2")
+    p.add_argument("--maf", type=_threshold, default=d.get("maf"), help=f"minimum minor allele frequency ({say('maf')})")
+    p.add_argument("--geno", type=_threshold, default=d.get("geno"),
+                   help=f"maximum variant missing-call fraction ({say('geno')})")
+    p.add_argument("--mind", type=_threshold, default=d.get("mind"),
+                   help=f"maximum sample missing-call fraction ({say('mind')})")
+    p.add_argument("--hwe", type=_threshold, default=None, help="HWE exact-test p-value threshold (default: off)")
 
 
 def _deep_flags(p):
@@ -118,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("qc", help="allele frequencies, call rates, HWE; filter like plink2 --maf --geno --mind --hwe")
     _common(p, "output prefix: <out>.qc.tsv (removed and why), <out>.vstats.tsv, and with --make-bed a fileset")
     _input(p, pheno=False, covar=False)
-    _qc_flags(p)
+    _qc_flags(p, pipeline=False)
     p.add_argument("--make-bed", action="store_true", help="write the filtered fileset to <out>.bed/.bim/.fam")
 
     p = sub.add_parser("pca", help="principal components (randomized SVD), plink2 .eigenvec/.eigenval format")
@@ -169,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--n-samples", type=int, default=4000)
             p.add_argument("--n-snps", type=int, default=4000)
-        _qc_flags(p)
+        _qc_flags(p, pipeline=True)
         p.add_argument("--pcs", type=int, default=None, help="principal components as covariates (default 10)")
         _deep_flags(p)
         p.add_argument("--null", choices=["decoys", "permutation", "none"], default=None,
@@ -426,13 +442,18 @@ def _cmd_demo(args):
     analysis = analyze(sim.prefix, sim.paths["pheno"], out=out, progress=_progress(args), **opts)
     truth = set(sim.truth.snp)
     k = analysis.config.get("top_k", 10)
-    t = analysis.table
-    found_dl = truth & set(t.loc[t.rank_deeplift <= k, "snp"])
-    found_lin = truth & set(t.loc[t.rank_linear <= k, "snp"])
-    with open(out / "report.md", "a") as fh:
-        fh.write(f"\n## Simulation truth\n\n{len(truth)} causal SNPs; among the top {k}: DeepLIFT "
-                 f"{len(found_dl)} ({', '.join(sorted(found_dl)) or 'none'}), linear GWAS {len(found_lin)} "
-                 f"({', '.join(sorted(found_lin)) or 'none'}).\n")
+    top = analysis.top(k)  # a zero score or a missing p is in no top k
+    found_dl = truth & set(top.loc[top.in_deeplift, "snp"])
+    found_lin = truth & set(top.loc[top.in_linear, "snp"])
+    # kept in the summary, so that the report (and `gwaslift plot --from`) carries it
+    analysis.summary["simulation_truth"] = (
+        f"{len(truth)} causal SNPs; among the top {k}: DeepLIFT {len(found_dl)} "
+        f"({', '.join(sorted(found_dl)) or 'none'}), linear GWAS {len(found_lin)} "
+        f"({', '.join(sorted(found_lin)) or 'none'}).")
+    from .pipeline import _write_json, write_report
+
+    _write_json(analysis.summary, out / "summary.json")
+    write_report(analysis, out)
     _summarise(analysis, out)
     print(f"causal SNPs in the top {k}: DeepLIFT {len(found_dl)}/{len(truth)}, "
           f"linear {len(found_lin)}/{len(truth)}", file=sys.stderr)
@@ -473,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = None
     try:
         out = getattr(args, "out", None) or getattr(args, "source", None)
+        if args.command == "plot" and not Path(args.source).is_dir():
+            raise InputError("not a directory written by `gwaslift analyze` or `demo`", args.source)
         if out is not None:
             directory = args.command in ("analyze", "demo", "train", "plot")
             target = Path(out)
@@ -480,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
                 from .pipeline import check_writable
 
                 check_writable(target)
-                logpath = target / "gwaslift.log"
+                # plot has a log of its own: the analysis log in the same directory stays
+                logpath = target / ("plot.log" if args.command == "plot" else "gwaslift.log")
             else:
                 _prefix_ready(out)
                 logpath = Path(f"{out}.log")

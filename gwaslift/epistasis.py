@@ -68,8 +68,8 @@ class PairScan:
         snp_b, index_a, index_b`` (variant positions in the genotypes, a < b), ``chrom_a, pos_a,
         chrom_b, pos_b, stat, p, log10_p`` (``-log10 p``, finite where ``p`` underflows).
     snps : DataFrame, one row per variant: ``snp, max_abs_stat`` (largest |stat| over the SNP's
-        pairs; NaN for a SNP without variance) and ``partner`` (the variant position of that
-        pair's other SNP; -1 if none).
+        pairs; NaN for a SNP without variance), ``partner`` (the variant position of that
+        pair's other SNP; -1 if none) and ``partner_snp`` (its ID; "" if none).
     n_samples : samples used; n_covariates : columns of [1, covariates]; n_pairs : pairs tested.
     """
 
@@ -188,7 +188,8 @@ def pair_scan(genotypes, phenotype, covariates=None, *, samples=None, top: int =
         "stat": t, "p": 2 * norm.sf(np.abs(t)),
         "log10_p": -(np.log(2) + norm.logsf(np.abs(t))) / np.log(10),  # p underflows beyond |T| ~ 38
     })
-    snps = pd.DataFrame({"snp": snp, "max_abs_stat": acc.best, "partner": acc.partner})
+    partner_snp = np.where(acc.partner >= 0, snp[np.maximum(acc.partner, 0)], "")
+    snps = pd.DataFrame({"snp": snp, "max_abs_stat": acc.best, "partner": acc.partner, "partner_snp": partner_snp})
     return PairScan(pairs=pairs, snps=snps, n_samples=len(rows), n_covariates=k, n_pairs=acc.n_pairs)
 
 

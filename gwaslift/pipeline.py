@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -64,20 +65,38 @@ def join_tables(sumstats: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """Per-SNP table with both methods side by side and their ranks (1 = strongest).
 
     ``rank_linear`` ranks by -log10 p (ties share the best rank); ``rank_deeplift`` by the
-    aggregated mean |DeepLIFT| score. Rows keep the sumstats' variant order.
+    aggregated mean |DeepLIFT| score. A SNP without a result -- p NaN, or a DeepLIFT score of
+    exactly 0 (no network uses it: L1 pruned its weights) -- is not ranked among the others:
+    all such SNPs share the last rank (the number of SNPs), so that they never enter a top k
+    (with method "min" they would tie just below the last real score, inside the top 10
+    when fewer than 10 SNPs have a nonzero score). Rows keep the sumstats' variant order.
     """
     dl_cols = [c for c in scores.columns if c.startswith("deeplift_")]
-    missing = set(scores.snp) ^ set(sumstats.snp)
-    if missing:
-        raise InputError(f"sumstats and scores cover different SNPs ({len(missing)} differ, e.g. "
-                         f"{sorted(missing)[:3]}): were they computed on the same QC'd genotypes?")
-    # a left merge keeps the sumstats' (genomic) order; an outer merge would sort by SNP id
-    table = sumstats.merge(scores[["snp", *dl_cols]], on="snp", how="left", validate="one_to_one")
+    if len(scores) == len(sumstats) and np.array_equal(scores.snp.to_numpy(), sumstats.snp.to_numpy()):
+        # the same variants in the same order (both from one Genotypes): joined by row, which
+        # also holds where IDs repeat (e.g. "." for unnamed variants, as plink2 allows)
+        table = pd.concat([sumstats.reset_index(drop=True), scores[dl_cols].reset_index(drop=True)], axis=1)
+    else:
+        missing = set(scores.snp) ^ set(sumstats.snp)
+        if missing:
+            raise InputError(f"sumstats and scores cover different SNPs ({len(missing)} differ, e.g. "
+                             f"{sorted(missing)[:3]}): were they computed on the same QC'd genotypes?")
+        dup = sumstats.snp[sumstats.snp.duplicated()]
+        if len(dup):
+            raise InputError(f"the SNP IDs repeat ({dup.iloc[0]!r}, ...) and the two tables list the variants "
+                             "in different orders: set unique IDs first (plink2 --set-all-var-ids)")
+        # a left merge keeps the sumstats' (genomic) order; an outer merge would sort by SNP id
+        table = sumstats.merge(scores[["snp", *dl_cols]], on="snp", how="left", validate="one_to_one")
     lp = table["log10_p"] if "log10_p" in table else -np.log10(table["p"])
-    table["rank_linear"] = lp.rank(ascending=False, method="min", na_option="bottom").astype(int)
-    table["rank_deeplift"] = table["deeplift_mean_abs"].rank(ascending=False, method="min",
-                                                             na_option="bottom").astype(int)
+    table["rank_linear"] = _rank_results(lp)
+    table["rank_deeplift"] = _rank_results(table["deeplift_mean_abs"].where(table["deeplift_mean_abs"] > 0))
     return table
+
+
+def _rank_results(values: pd.Series) -> pd.Series:
+    """Rank 1 = largest (ties share the best rank); NaN -> the last rank, len(values)."""
+    r = values.rank(ascending=False, method="min")
+    return r.fillna(len(values)).astype(int)
 
 
 @dataclass
@@ -115,14 +134,16 @@ class Analysis:
         """The leading ``k`` SNPs of each method and where they agree.
 
         One row per SNP that is in the top ``k`` of either method, with both ranks and
-        ``in_linear`` / ``in_deeplift`` / ``in_both`` flags, sorted by the better rank.
+        ``in_linear`` / ``in_deeplift`` / ``in_both`` flags, sorted by the better rank. A SNP
+        with a DeepLIFT score of 0 or without a p is in no top list (:func:`join_tables`).
         """
         t = self.table
-        sel = (t["rank_linear"] <= k) | (t["rank_deeplift"] <= k)
+        in_lin = (t["rank_linear"] <= k) & t["log10_p"].notna()
+        in_dl = (t["rank_deeplift"] <= k) & (t["deeplift_mean_abs"] > 0)
+        sel = in_lin | in_dl
         out = t.loc[sel, [*TABLE_KEYS, "p", "log10_p", "deeplift_mean_abs", "rank_linear", "rank_deeplift",
                           *[c for c in ("deeplift_p", "deeplift_q") if c in t]]].copy()
-        out["in_linear"] = out["rank_linear"] <= k
-        out["in_deeplift"] = out["rank_deeplift"] <= k
+        out["in_linear"], out["in_deeplift"] = in_lin[sel], in_dl[sel]
         out["in_both"] = out["in_linear"] & out["in_deeplift"]
         out["best_rank"] = out[["rank_linear", "rank_deeplift"]].min(axis=1)
         return out.sort_values(["best_rank", "rank_linear"]).drop(columns="best_rank").reset_index(drop=True)
@@ -252,6 +273,20 @@ def _fmt(v) -> str:
     return "not computed" if v is None else f"{v:.4g}"
 
 
+def _fmt_p(log10_p: float) -> str:
+    """p from -log10 p, three significant digits; beyond float64's range too (p = 3.24e-668
+    where the p column holds 0), as plink2 writes it."""
+    if not np.isfinite(log10_p):
+        return "NA"
+    if log10_p < 300:
+        return f"{10.0 ** -log10_p:.3g}"
+    e = math.floor(log10_p) + 1
+    mant = 10.0 ** (e - log10_p)
+    if mant >= 9.995:  # rounds to 10.0: carry into the exponent
+        mant, e = mant / 10.0, e - 1
+    return f"{mant:.3g}e-{e}"
+
+
 def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
@@ -265,6 +300,16 @@ def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
                 cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _few_scored_lines(analysis: Analysis, k: int) -> list[str]:
+    """A note when fewer than k SNPs have a nonzero DeepLIFT score (strong L1: the networks
+    use only those SNPs; the others are in no top k, see join_tables)."""
+    n_scored = int((analysis.table["deeplift_mean_abs"] > 0).sum())
+    if n_scored >= k:
+        return []
+    return [f"Only {n_scored} SNPs have a nonzero DeepLIFT score (the networks' L1 penalty left no "
+            f"weight on the others), so the DeepLIFT top-{k} list has {n_scored} SNPs.", ""]
 
 
 def write_report(analysis: Analysis, d: Path) -> Path:
@@ -292,8 +337,10 @@ def write_report(analysis: Analysis, d: Path) -> Path:
         "## Cohort and QC",
         "",
         f"- samples: {s.get('n_samples_input')} in the .fam, {s.get('n_samples_qc')} after QC, "
-        f"{s.get('n_samples_analysed')} with a phenotype",
+        f"{s.get('n_samples_analysed')} with a phenotype and every covariate",
         f"- variants: {s.get('n_variants_input')} in the .bim, {s.get('n_variants_qc')} after QC",
+        "- QC filters: " + ", ".join(f"{k} {'off' if analysis.config.get(k) is None else analysis.config.get(k)}"
+                                     for k in ("maf", "geno", "mind", "hwe")),
     ]
     if s.get("case_fraction") is not None:
         lines.append(f"- cases: {s.get('n_cases')} of {s.get('n_samples_analysed')} "
@@ -316,8 +363,10 @@ def write_report(analysis: Analysis, d: Path) -> Path:
               *_null_lines(analysis),
               "", _md_table(by_cfg) if len(by_cfg) else "", "",
               f"## Top {k} SNPs of each method", "",
-              _md_table(top), "",
+              _md_table(top.assign(p=[_fmt_p(lp) for lp in top["log10_p"]])), "",
               f"In both top-{k} lists: {', '.join(both.snp) if len(both) else 'none'}.", "",
+              *_few_scored_lines(analysis, k),
+              *(["## Simulation truth", "", s["simulation_truth"], ""] if s.get("simulation_truth") else []),
               "## Figures", ""]
     for name in ("miami", "manhattan", "qq"):
         if (d / f"{name}.png").exists():
@@ -441,6 +490,11 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
     pcs = pca(gq, k=n_pcs, seed=cfg["seed"], progress=progress) if n_pcs > 0 else \
         gq.samples[["fid", "iid"]].copy()
     pc_cols = [c for c in pcs.columns if c.startswith("PC")]
+    clash = sorted(set(pc_cols) & set(cov.columns)) if cov is not None else []
+    if clash:
+        raise InputError(f"the covariates have columns {clash}, the names of the {n_pcs} PCs gwaslift computes: "
+                         "to use the file's PCs pass n_pcs=0 (CLI --pcs 0), else rename them",
+                         covar if isinstance(covar, (str, os.PathLike)) else None)
     covariates = pd.concat([pcs[pc_cols].reset_index(drop=True), cov], axis=1) if cov is not None \
         else pcs[pc_cols].reset_index(drop=True)
     covariates = covariates if covariates.shape[1] else None
@@ -481,7 +535,9 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
 
     stage("done")
     selected = fit.selected or {}
-    finite = np.isfinite(y)
+    # the samples both analyses use: a phenotype and every covariate (plink2's OBS_CT)
+    finite = np.isfinite(y.to_numpy()) & (np.isfinite(covariates.to_numpy(dtype=float)).all(1)
+                                          if covariates is not None else True)
     summary = {
         "bfile": str(getattr(g, "prefix", bfile)),
         "phenotype_name": str(y_all.name),

@@ -501,7 +501,9 @@ def miami(sumstats: pd.DataFrame, scores: pd.DataFrame, ax=None, *, score_col: s
 
     # leads of each half, labelled; shared peaks marked
     lead_g = np.flatnonzero(up)[lead_snps(chrom[up], pos[up], yg[up], top_n, window)] if top_n else []
-    lead_s = np.flatnonzero(down)[lead_snps(chrom[down], pos[down], sc[down], top_n, window)] if top_n else []
+    # a zero score is no lead (no network uses the SNP)
+    scored = down & (sc > 0)
+    lead_s = np.flatnonzero(scored)[lead_snps(chrom[scored], pos[scored], sc[scored], top_n, window)] if top_n else []
     shared_g, shared_s = set(), set()
     for i in lead_g:
         for k in lead_s:

@@ -45,6 +45,17 @@ def test_unwritable_out_exit_1_before_work(tmp_path, capsys):
     assert "not writable" in err and "missing.bed" not in err
 
 
+def test_qc_filters_apply_only_when_given_as_plink2():
+    """`gwaslift qc --geno 0.05` filters on --geno alone, as plink2 does; analyze and demo keep
+    their stated defaults, and 'off' turns a filter off."""
+    from gwaslift.cli import build_parser
+
+    a = build_parser().parse_args(["qc", "--bfile", "x", "--out", "o", "--geno", "0.05"])
+    assert (a.maf, a.geno, a.mind, a.hwe) == (None, 0.05, None, None)
+    a = build_parser().parse_args(["analyze", "--bfile", "x", "--out", "o", "--mind", "off"])
+    assert (a.maf, a.geno, a.mind, a.hwe) == (0.01, 0.01, None, None)
+
+
 def test_simulate_qc_gwas(tmp_path, plink2):
     p = tmp_path / "sim"
     assert main(["simulate", "--out", str(p), "--n-samples", "300", "--n-snps", "120", "--trait", "quantitative",
@@ -78,6 +89,11 @@ def test_analyze_then_plot_roundtrip(tmp_path):
     assert main(["plot", "--from", str(out), "--out", str(figs)]) == 0
     for name in ("miami.png", "miami.pdf", "manhattan.png", "qq.png", "report.md"):
         assert (figs / name).stat().st_size > 0, name
+    # in place: the analysis log stays (plot logs to plot.log); a mistyped source creates nothing
+    log_before = (out / "gwaslift.log").read_text()
+    assert main(["plot", "--from", str(out)]) == 0
+    assert (out / "gwaslift.log").read_text() == log_before and (out / "plot.log").exists()
+    assert main(["plot", "--from", str(tmp_path / "typo")]) == 1 and not (tmp_path / "typo").exists()
 
 
 def test_console_script_entry_point():

@@ -65,6 +65,7 @@ def test_statistic_equals_direct_computation(product_cohort):
         (a, b), best = max(mine.items(), key=lambda kv: kv[1])
         assert scan.snps.max_abs_stat[j] == pytest.approx(best, rel=2e-5)
         assert scan.snps.partner[j] == (b if a == j else a)
+        assert scan.snps.partner_snp[j] == g.variants.snp.iloc[b if a == j else a]
 
 
 def test_statistic_is_the_robust_lm_test_of_statsmodels(product_cohort):

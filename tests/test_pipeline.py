@@ -115,6 +115,58 @@ def test_join_tables_ranks():
     assert np.allclose(t.deeplift_mean_abs, [0.1, 0.2, 0.3])
 
 
+def test_zero_scores_and_missing_p_are_in_no_top_list():
+    """Strong L1 leaves most SNPs with a DeepLIFT score of exactly 0: they must not tie into
+    the top k (nor SNPs without a p), in the table, in Analysis.top or in the report."""
+    from gwaslift.pipeline import Analysis, _few_scored_lines
+
+    n = 30
+    lp = np.linspace(8.0, 0.1, n)
+    lp[5] = np.nan
+    ss = pd.DataFrame({"chrom": "1", "pos": np.arange(n), "snp": [f"s{i}" for i in range(n)], "a1": "A",
+                       "a2": "C", "p": 10 ** -lp, "log10_p": lp})
+    score = np.zeros(n)
+    score[[2, 7, 20]] = [0.3, 0.2, 0.1]
+    t = join_tables(ss, pd.DataFrame({"snp": ss.snp, "deeplift_mean_abs": score}))
+    assert t.rank_deeplift[[2, 7, 20]].tolist() == [1, 2, 3]
+    assert (t.rank_deeplift.drop([2, 7, 20]) == n).all() and t.rank_linear[5] == n
+    a = Analysis(sumstats=ss, scores=t[["snp", "deeplift_mean_abs"]], table=t, qc_report=pd.DataFrame(),
+                 pcs=pd.DataFrame(), selection=pd.DataFrame(), config={}, summary={})
+    top = a.top(10)
+    assert set(top.snp[top.in_deeplift]) == {"s2", "s7", "s20"}
+    assert len(top[top.in_linear]) == 10 and "s5" not in set(top.snp)
+    assert "Only 3 SNPs have a nonzero DeepLIFT score" in _few_scored_lines(a, 10)[0]
+
+
+def test_join_tables_by_row_when_ids_repeat():
+    """Unnamed variants ("." IDs, which plink2 accepts) join by row; in different orders they
+    are an InputError, not a late MergeError."""
+    ss = pd.DataFrame({"snp": [".", "b", "."], "p": [0.5, 1e-10, 0.01], "log10_p": [0.30103, 10, 2]})
+    sc = pd.DataFrame({"snp": [".", "b", "."], "deeplift_mean_abs": [0.3, 0.1, 0.2]})
+    t = join_tables(ss, sc)
+    assert t.deeplift_mean_abs.tolist() == [0.3, 0.1, 0.2] and t.rank_deeplift.tolist() == [1, 3, 2]
+    with pytest.raises(InputError, match="SNP IDs repeat"):
+        join_tables(ss, sc.iloc[[1, 0, 2]])
+
+
+def test_covariate_columns_named_like_the_pcs_are_refused(run, tmp_path):
+    """PC1.. in the covariate file clash with the PCs analyze computes: a clear error naming
+    them, before the GWAS (before: an AttributeError inside the regression)."""
+    sim, a, _ = run
+    cov = a.pcs[["fid", "iid", "PC1"]].rename(columns={"fid": "#FID", "iid": "IID"})
+    cov.to_csv(tmp_path / "pcs.txt", sep="\t", index=False)
+    with pytest.raises(InputError, match=r"columns \['PC1'\], the names of the 3 PCs"):
+        gwaslift.analyze(sim.prefix, sim.paths["pheno"], covar=tmp_path / "pcs.txt", **SMALL_RUN)
+
+
+def test_report_p_values_beyond_float_range():
+    """An underflowed p (0.0 in the p column) is written from -log10 p, as plink2 does."""
+    from gwaslift.pipeline import _fmt_p
+
+    assert _fmt_p(667.48925) == "3.24e-668" and _fmt_p(0.30103) == "0.5" and _fmt_p(8.0) == "1e-08"
+    assert _fmt_p(float("nan")) == "NA"
+
+
 def test_decoy_significance_in_table_summary_and_report(run):
     sim, a, out = run
     s = a.summary
