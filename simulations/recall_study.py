@@ -90,10 +90,13 @@ def average_precision(scores, labels) -> float:
 
 
 def top_k(scores, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest scores (NaN lowest; ties by index order)."""
+    """Indices of the ``k`` largest scores (ties by index order), leaving out NaN and scores
+    <= 0: a SNP that no network uses (DeepLIFT score 0) is never "called causal", so fewer
+    than ``k`` indices come back when fewer SNPs are scored."""
     s = np.asarray(scores, dtype=np.float64)
     s = np.where(np.isnan(s), -np.inf, s)
-    return np.argsort(-s, kind="mergesort")[:k]
+    top = np.argsort(-s, kind="mergesort")[:k]
+    return top[s[top] > 0]
 
 
 def recall_at_k(scores, labels, k: int) -> float:

@@ -69,8 +69,12 @@ def test_recall_and_pairs():
     assert list(study.top_k(scores, 3)) == [1, 4, 3]
     truth = pd.DataFrame({"variant_index": [1, 4, 2, 5], "pair": [0, 0, 1, 1]})
     assert study.pairs_found(scores, truth, 2) == ([0], [])
-    assert study.pairs_found(scores, truth, 6) == ([0, 1], [])
+    assert study.pairs_found(scores, truth, 6) == ([0], [1])  # SNP 2 has no score: never found
     assert study.pairs_found(scores, truth, 1) == ([], [0])
+    # a zero score (no network uses the SNP) is never called causal, even with slots left
+    zero = np.array([0.0, 2.0, 0.0, 0.0, 1.0, 0.0])
+    assert list(study.top_k(zero, 4)) == [1, 4]
+    assert study.recall_at_k(zero, np.array([1, 0, 0, 0, 0, 0], bool), 4) == 0.0
 
 
 def small_config():
