@@ -420,6 +420,27 @@ def _null_lines(analysis) -> list[str]:
     return ["- no significance computed (`null=\"none\"`)."]
 
 
+def _checkpoint_dir(out_dir, cfg: dict, bfile, pheno, covar) -> Path | None:
+    """``out/checkpoints/<tag>``: one folder per set of options and inputs, so that a rerun
+    into the same ``out`` with other options trains afresh (as plink2 overwrites an --out)
+    instead of failing at the training stage, after QC, PCA and the GWAS, on checkpoints of
+    another run; the same run resumes from its own."""
+    if out_dir is None:
+        return None
+    import hashlib
+
+    def ident(x):  # a path as it is named; in-memory data by its bytes
+        if x is None or isinstance(x, (str, os.PathLike)):
+            return None if x is None else str(x)
+        if hasattr(x, "prefix"):
+            return str(x.prefix)
+        arr = np.asarray(x.to_numpy(dtype=float) if hasattr(x, "to_numpy") else x, dtype=float)
+        return hashlib.sha256(arr.tobytes()).hexdigest() + str(list(getattr(x, "columns", [])))
+
+    key = json.dumps({"cfg": cfg, "inputs": [ident(bfile), ident(pheno), ident(covar)]}, sort_keys=True, default=str)
+    return out_dir / "checkpoints" / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_names=None,
             progress: bool | None = None, **options) -> Analysis:
     """Run the whole analysis on a PLINK fileset.
@@ -511,7 +532,7 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
                      epochs=cfg["epochs"], patience=cfg["patience"], batch_size=cfg["batch_size"],
                      lr=cfg["lr"], l1_warmup=cfg["l1_warmup"], cross_fit=cfg["cross_fit"],
                      split_seed=cfg["split_seed"], progress=progress,
-                     checkpoint_dir=(out_dir / "checkpoints") if out_dir is not None else None)
+                     checkpoint_dir=_checkpoint_dir(out_dir, cfg, bfile, pheno, covar))
 
     stage("deeplift")
     from .deep.train import resolve_device

@@ -159,6 +159,17 @@ def test_covariate_columns_named_like_the_pcs_are_refused(run, tmp_path):
         gwaslift.analyze(sim.prefix, sim.paths["pheno"], covar=tmp_path / "pcs.txt", **SMALL_RUN)
 
 
+def test_rerun_into_the_same_out_with_other_options(tmp_path):
+    """As plink2 overwrites an --out: a second analysis with other training options into the
+    same directory trains afresh (checkpoints are kept per run), instead of failing at the
+    training stage on the first run's checkpoints."""
+    sim = hao(300, 60, trait="quantitative", seed=2, out=tmp_path / "sim")
+    kw = dict(SMALL_RUN, n_pcs=1, hidden=[(8, 8)], l1=[0.1], seeds=[0], refit_seeds=[1], null="none")
+    gwaslift.analyze(sim.prefix, sim.paths["pheno"], out=tmp_path / "out", **dict(kw, epochs=2))
+    b = gwaslift.analyze(sim.prefix, sim.paths["pheno"], out=tmp_path / "out", **dict(kw, epochs=3))
+    assert b.config["epochs"] == 3 and len(list((tmp_path / "out" / "checkpoints").iterdir())) == 2
+
+
 def test_report_p_values_beyond_float_range():
     """An underflowed p (0.0 in the p column) is written from -log10 p, as plink2 does."""
     from gwaslift.pipeline import _fmt_p
