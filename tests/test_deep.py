@@ -784,6 +784,24 @@ def test_fused_cpu_training_matches_the_torch_op_path(cohort, grid_fit, bf16_fit
     assert len({m.metrics["epochs"] for m in bf16_fit.members}) > 1
 
 
+def test_small_networks_never_start_numbas_thread_pool(cohort):
+    """Only a parallel kernel (first layers of >= 2^18 weights, big decodes) starts numba's
+    thread pool: once started, its idle threads slowed small torch ops 20-40x on a busy
+    machine. Training a small grid in a fresh process must leave it unstarted."""
+    import subprocess
+    import sys
+
+    code = (f"import gwaslift, numpy as np, numba\n"
+            f"g = gwaslift.read_plink({str(cohort[0])!r})\n"
+            f"y = np.load({str(cohort[0]) + '_y.npy'!r})\n"
+            "gwaslift.train(g, y, hidden=[(8, 16)], l1=[0.01, 1.0], seeds=[0], epochs=2, device='cpu', progress=False)\n"
+            "try:\n    print(numba.threading_layer())\nexcept ValueError:\n    print('not started')\n")
+    np.save(str(cohort[0]) + "_y.npy", cohort[2])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "not started"
+
+
 def test_kernels_that_cannot_load_fall_back_to_torch_ops(monkeypatch, cohort):
     """If numba's kernels cannot be loaded (no numba, or no writable cache directory), a
     warning says so and training runs the torch-op path instead of failing."""

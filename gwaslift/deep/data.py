@@ -158,7 +158,6 @@ def decode_centred_rows(rows: torch.Tensor, center: torch.Tensor) -> torch.Tenso
         return out
     if dev.type == "cpu" and b * v >= NUMBA_DECODE_MIN and kernels.available():
         # one numba pass (_numba_kernels.py), ~13x the torch path on 256 x 10,000
-        kernels.set_threads()
         kernels.kernel("decode_centred")(rows.contiguous().numpy(), center.contiguous().numpy(), CODE_TO_DOSAGE,
                                        out.numpy())
         return out

@@ -51,13 +51,21 @@ def available() -> bool:
 
 def kernel(name: str, parallel: bool = True):
     """The numba kernel ``name`` ("prox_adam_f32", "prox_adam_bf16", "decode_centred"): its
-    parallel build only when asked for and on the main thread, else the serial one. Call
-    :func:`set_threads` before a parallel one."""
+    parallel build only when asked for and on the main thread (its thread count set to
+    torch's first), else the serial one.
+
+    Only a parallel build starts numba's thread pool, and only then: once started (the
+    OpenMP layer), the pool's idle threads compete with torch's for the cores, and small
+    torch ops after it ran 20-40x slower on a busy 2-core machine (0.9 -> 40 ms for one
+    member's forward and backward at h1 = 128, 30 SNPs). Small networks (the serial
+    kernels) therefore never start it."""
     par = parallel and threading.current_thread() is threading.main_thread()
+    if par:
+        _set_threads()
     return getattr(_module(), f"{name}_{'parallel' if par else 'serial'}")
 
 
-def set_threads():
+def _set_threads():
     """numba's kernels use as many threads as torch (torch.set_num_threads is the one knob)."""
     import numba
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))

@@ -73,7 +73,6 @@ def prox_adam_(w, g, m, v, t: int, lr: float, lam: float, betas, eps: float, w_b
     bf16 = g.dtype == torch.bfloat16
     if bf16 != (w_bf16 is not None):
         raise ValueError("a bf16 gradient comes with a bf16 weight copy to write, a float32 one without")
-    kernels.set_threads()
     args = (_as_array(w), _as_array(g), _as_array(m), _as_array(v))
     scalars = _step_scalars(t, lr, lam, betas, eps)
     parallel = w.numel() >= PARALLEL_MIN
