@@ -334,11 +334,13 @@ def test_saving_over_a_fit_is_atomic(tmp_path, grid_fit, cohort, monkeypatch):
     back = load_fit(d)
     assert len(back.members) == len(grid_fit.members)
     assert all(_weights_equal(a, b) for a, b in zip(grid_fit.members, back.members))
+    (d / "variants_notes.tsv").write_text("a user's file\n")  # not the fit's: kept
     other.save(d)
     back = load_fit(d)
     assert len(back.members) == 2 and all(_weights_equal(a, b) for a, b in zip(other.members, back.members))
     after = sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
-    assert len(after) == 3 + 2 + 1 and after != before  # variants, samples, arrays, 2 members, fit.json
+    # variants, samples, arrays, 2 members, fit.json, and the user's file
+    assert len(after) == 3 + 2 + 1 + 1 and "variants_notes.tsv" in after and after != before
 
 
 def test_snp_ids_that_read_as_missing_survive_save_and_load(tmp_path, grid_fit, cohort):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,10 +265,12 @@ class DeepFit:
         }
         with atomic_path(d / "fit.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1, default=_json_default))
-        # the earlier fit's files (the names save writes, and no others)
-        for f in [*d.glob("variants*.tsv"), *d.glob("samples*.tsv"), *d.glob("arrays*.pt"),
-                  *(d / "members").glob("*.pt")]:
-            if f.relative_to(d).as_posix() not in hashes:
+        # the earlier fit's files: exactly the names save writes (plain or generation-tagged)
+        ours = re.compile(r"(variants|samples)(-[0-9a-f]{8})?\.tsv|arrays(-[0-9a-f]{8})?\.pt|"
+                          r"members/\d{3,}(-[0-9a-f]{8})?\.pt")
+        for f in [*d.glob("*"), *(d / "members").glob("*")]:
+            name = f.relative_to(d).as_posix()
+            if f.is_file() and ours.fullmatch(name) and name not in hashes:
                 f.unlink()
         return d
 
