@@ -40,7 +40,7 @@ import pandas as pd
 
 from ._util import progress_enabled
 from .io.packed import unpack_codes
-from .io.plink import Genotypes
+from .io.plink import Genotypes, normalize_chrom
 
 __all__ = [
     "CHROM_DIPLOID", "CHROM_MT", "CHROM_X", "CHROM_Y", "COUNT_COLUMNS", "GenotypeCounts", "SexChromCounts",
@@ -542,18 +542,16 @@ def _hwe_exact_block(hom1: np.ndarray, het: np.ndarray, hom2: np.ndarray, midp: 
 #: Chromosome classes of :func:`chrom_class` (plink's codes: X = 23, Y = 24, XY = 25 the
 #: pseudo-autosomal region, MT = 26; any 'chr' prefix ignored).
 CHROM_DIPLOID, CHROM_X, CHROM_Y, CHROM_MT = 0, 1, 2, 3
-_CHROM_CODES = {"X": CHROM_X, "23": CHROM_X, "Y": CHROM_Y, "24": CHROM_Y,
-                "MT": CHROM_MT, "M": CHROM_MT, "26": CHROM_MT}
+_CHROM_CLASSES = {"X": CHROM_X, "Y": CHROM_Y, "MT": CHROM_MT}
 
 
 def chrom_class(chrom) -> np.ndarray:
     """int8 array (n_variants,): :data:`CHROM_X`, :data:`CHROM_Y`, :data:`CHROM_MT` or
     :data:`CHROM_DIPLOID` (autosomes, XY/25 = PAR, anything else) for .bim chromosome codes,
-    read as plink does (X/23, Y/24, MT/M/26, case-insensitive, optional 'chr' prefix and
-    leading zeros)."""
-    s = pd.Series(np.asarray(chrom, dtype=object)).astype(str).str.strip().str.upper()
-    s = s.str.replace(r"^CHR", "", regex=True).str.replace(r"^0+(?=[0-9])", "", regex=True)
-    return s.map(_CHROM_CODES).fillna(CHROM_DIPLOID).to_numpy(dtype=np.int8)
+    read as plink does (:func:`gwaslift.io.plink.normalize_chrom`: X/23, Y/24, MT/M/26,
+    case-insensitive, optional 'chr' prefix and leading zeros)."""
+    names = pd.Series(normalize_chrom(np.asarray(chrom, dtype=object)))
+    return names.map(_CHROM_CLASSES).fillna(CHROM_DIPLOID).to_numpy(dtype=np.int8)
 
 
 def _sex_masks(genotypes: Genotypes) -> tuple[np.ndarray, np.ndarray]:

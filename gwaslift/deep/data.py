@@ -267,37 +267,36 @@ def stage(genotypes, positions: np.ndarray, device, *, prefetch: bool = True) ->
     return PackedStore(out, positions)
 
 
-def check_variants(fit_variants, genotypes, what: str = "the genotypes") -> None:
-    """Raise InputError unless ``genotypes.variants`` equal the fit's (snp, a1, a2, in order)."""
-    a = fit_variants[["snp", "a1", "a2"]].astype(str).reset_index(drop=True)
-    b = genotypes.variants[["snp", "a1", "a2"]].astype(str).reset_index(drop=True)
+def _check_rows(fit_table, table, columns, noun: str, what: str, where, count_note: str, row_label: str,
+                row_note: str) -> None:
+    """InputError unless ``table[columns]`` equals ``fit_table[columns]`` row by row (as text):
+    first the counts, then the first row that differs."""
+    a = fit_table[columns].astype(str).reset_index(drop=True)
+    b = table[columns].astype(str).reset_index(drop=True)
     if len(a) != len(b):
-        raise InputError(f"{what} have {len(b)} variants but the model was trained on {len(a)}",
-                         getattr(genotypes, "prefix", None) or None)
+        raise InputError(f"{what} have {len(b)} {noun}s but the model was trained on {len(a)}{count_note}", where)
     bad = (a != b).any(axis=1).to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(
-            f"variant {i} differs from the model's: {tuple(b.iloc[i])} vs {tuple(a.iloc[i])} "
-            "(the model needs the same SNPs, alleles (A1 = .bim column 5) and order)",
-            getattr(genotypes, "prefix", None) or None)
+        raise InputError(f"{noun} {i} differs from the model's: {row_label}{tuple(b.iloc[i])} vs "
+                         f"{tuple(a.iloc[i])} ({row_note})", where)
+
+
+def check_variants(fit_variants, genotypes, what: str = "the genotypes") -> None:
+    """Raise InputError unless ``genotypes.variants`` equal the fit's (snp, a1, a2, in order)."""
+    _check_rows(fit_variants, genotypes.variants, ["snp", "a1", "a2"], "variant", what,
+                getattr(genotypes, "prefix", None) or None, "", "",
+                "the model needs the same SNPs, alleles (A1 = .bim column 5) and order")
 
 
 def check_samples(fit_samples, genotypes, what: str = "the genotypes") -> None:
     """Raise InputError unless ``genotypes.samples`` equal the fit's (fid, iid, in order):
     the fit's split positions index those samples, so any other set or order would
     silently train or score other people."""
-    a = fit_samples[["fid", "iid"]].astype(str).reset_index(drop=True)
-    b = genotypes.samples[["fid", "iid"]].astype(str).reset_index(drop=True)
-    where = getattr(genotypes, "prefix", None) or None
-    if len(a) != len(b):
-        raise InputError(f"{what} have {len(b)} samples but the model was trained on {len(a)} "
-                         "(its split positions index the training samples, in order)", where)
-    bad = (a != b).any(axis=1).to_numpy()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"sample {i} differs from the model's: (FID, IID) {tuple(b.iloc[i])} vs "
-                         f"{tuple(a.iloc[i])} (the model's split positions index its samples, in order)", where)
+    _check_rows(fit_samples, genotypes.samples, ["fid", "iid"], "sample", what,
+                getattr(genotypes, "prefix", None) or None,
+                " (its split positions index the training samples, in order)", "(FID, IID) ",
+                "the model's split positions index its samples, in order")
 
 
 def standardize_covariates(covariates, n_samples: int, mean, scale, names=None) -> np.ndarray | None:
@@ -378,8 +377,8 @@ def _fit_inputs(fit, genotypes, positions, covariates, device):
         raise InputError(f"the model was trained with covariates {fit.covar_names}: pass covariates")
     cov = standardize_covariates(covariates, genotypes.n_samples, fit.covar_mean, fit.covar_scale,
                                  fit.covar_names) if fit.covar_names else None
-    if cov is not None and not np.isfinite(cov[positions]).all():
-        bad = positions[~np.isfinite(cov[positions]).all(1)]
+    bad = positions[~np.isfinite(cov[positions]).all(1)] if cov is not None else positions[:0]
+    if len(bad):
         raise InputError(f"{len(bad)} of the samples asked for have a missing or non-finite covariate "
                          f"(first: sample {int(bad[0])}, {tuple(genotypes.samples[['fid', 'iid']].iloc[int(bad[0])])}); "
                          "the network needs every input", getattr(genotypes, "prefix", None) or None)
