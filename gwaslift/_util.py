@@ -86,6 +86,23 @@ def blas_threads(n_threads: int = 1):
             set_(ctypes.c_int(previous))
 
 
+def load_numba_module(importer, fallback: str):
+    """``importer()``, the module of numba kernels it imports; None, with a RuntimeWarning
+    naming the ``fallback`` the caller uses instead, where it cannot be loaded: numba
+    missing (a broken install: it is a dependency), or no writable place for numba's disk
+    cache (RuntimeError "no locator available": a read-only package directory and home, as
+    in some containers; NUMBA_CACHE_DIR names another). The fallbacks do the same
+    arithmetic, slower."""
+    import warnings
+
+    try:
+        return importer()
+    except (ImportError, RuntimeError) as e:
+        warnings.warn(f"gwaslift: the numba CPU kernels are unavailable ({e}); using {fallback}",
+                      RuntimeWarning, stacklevel=3)
+        return None
+
+
 def check_writable_dir(d: str | os.PathLike) -> Path:
     """Create directory ``d`` if needed and prove a file can be written there.
 

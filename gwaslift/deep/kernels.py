@@ -11,9 +11,10 @@ loaded, :func:`available` is False (with a warning) and the callers keep their t
 from __future__ import annotations
 
 import threading
-import warnings
 
 import torch
+
+from .._util import load_numba_module
 
 _KERNELS = None
 
@@ -23,24 +24,10 @@ def _import():
     return _numba_kernels
 
 
-def _load():
-    """The kernels module; None (with a warning) if it cannot be loaded: numba missing (a
-    broken install: it is a dependency), or no writable place for numba's disk cache
-    (RuntimeError "no locator available": a read-only package directory and home, as in some
-    containers; NUMBA_CACHE_DIR names another). The callers then run their torch-op paths,
-    slower on CPU but the same arithmetic."""
-    try:
-        return _import()
-    except (ImportError, RuntimeError) as e:
-        warnings.warn(f"gwaslift: the numba CPU kernels are unavailable ({e}); using torch ops", RuntimeWarning,
-                      stacklevel=3)
-        return None
-
-
 def _module():
     global _KERNELS
     if _KERNELS is None:
-        _KERNELS = _load() or False
+        _KERNELS = load_numba_module(_import, fallback="torch ops") or False
     return _KERNELS
 
 
