@@ -66,14 +66,15 @@ Rules (documented here once):
   phenotype with one class, covariates collinear with the intercept or with each other
   (named), non-numeric covariates, misaligned sample IDs.
 * p-values below the double range survive in ``log10_p = -log10 p``, computed in log
-  space (``scipy.stats.t.logsf`` / ``norm.logsf``).
+  space (``scipy.stats.t.logsf`` / ``norm.logsf``, computed with ``scipy.special``).
 
 Chunks: the per-chunk kernel :func:`chunk_stats` is a pure function of the packed .bed
 rows of one chunk and a small :class:`Design`; :func:`linear_gwas` maps it over the chunks
 of ``genotypes.packed`` with ``dask.delayed``, so it runs unchanged on the local threaded
 scheduler or on a ``dask.distributed`` cluster. Memory is bounded by the chunk size.
-Results do not depend on the chunk size or the scheduler beyond floating-point summation
-order (measured differences ~1e-13 relative; not bitwise, because BLAS sums in an order
+Results do not depend on the chunk size or the scheduler: bit for bit for linear models
+on the numba kernel (each variant's sums are its own loop), and beyond floating-point
+summation order elsewhere (measured differences ~1e-13 relative; BLAS sums in an order
 that depends on the block shape). On the local threaded scheduler each chunk's BLAS calls
 run single-threaded (the scheduler already uses every core).
 """
@@ -180,6 +181,11 @@ class Design:
     R1_inv: np.ndarray | None = None  # (k, k) R1^-1
     vif: float = VIF_DEFAULT         # VIF_TOO_HIGH above this (inf: off)
     max_corr: float = MAX_CORR_DEFAULT  # CORR_TOO_HIGH above this |r| (inf: off)
+    # the numba kernel's inputs (linear; _linear_packed): V[:, :c+1] transposed, zero rows
+    # up to a multiple of 4, and each file sample's design row (-1 unused; empty: all
+    # used in file order; None: a sample used twice, which the kernel cannot map)
+    Vt4: np.ndarray | None = None    # (p4, n)
+    file_row: np.ndarray | None = None  # (n_file,) int64
 
     @property
     def n(self) -> int:
@@ -322,6 +328,9 @@ def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, miss
         V = np.column_stack([Q, y_r, np.ones(n)])
         Kmiss = np.column_stack([K, Q * y_r[:, None], y_r ** 2])
         yy = float(y_r @ y_r)
+        Vt4 = np.zeros((-(-(c + 1) // 4) * 4, n))
+        Vt4[:c + 1] = V[:, :c + 1].T
+        kw = dict(Vt4=Vt4, file_row=_file_rows(sample_idx, n_file))
     else:
         a0 = _null_logistic(Q, y)
         p0 = _expit(Q @ a0)
@@ -340,6 +349,17 @@ def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, miss
                   sample_idx=None if sample_idx is None else np.asarray(sample_idx, np.int64),
                   n_file=int(n_file), R1=R1, R1_inv=np.linalg.inv(R1), vif=float(vif),
                   max_corr=float(max_corr), **kw)
+
+
+def _file_rows(sample_idx, n_file: int) -> np.ndarray | None:
+    """Each file sample's position among the samples used (-1: unused); an empty array
+    when all are used in file order; None when a file sample is used twice."""
+    if sample_idx is None:
+        return np.empty(0, np.int64)
+    sample_idx = np.asarray(sample_idx, np.int64)
+    rows = np.full(n_file, -1, np.int64)
+    rows[sample_idx] = np.arange(len(sample_idx))
+    return rows if (rows >= 0).sum() == len(sample_idx) else None
 
 
 # --------------------------------------------------------------------------------------
@@ -475,7 +495,8 @@ def _basic_checks(nobs, s1, s2, c):
 
 
 def linear_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design) -> np.ndarray:
-    """Per-variant OLS t-tests for one block.
+    """Per-variant OLS t-tests for one decoded block (the numpy path; chunk_stats runs
+    the same statistics from the numba kernel's sums where it can, :func:`_linear_packed`).
 
     Parameters
     ----------
@@ -493,16 +514,25 @@ def linear_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design) -> np.
     B, n = D.shape
     c = design.c
     G = D @ design.V
-    b, gy, s1 = G[:, :c], G[:, c], G[:, c + 1]
-    s2 = _rowdot(D, D)
     nmiss = np.zeros(B) if miss is None else miss.sum(axis=1, dtype=np.float64)
-    nobs = n - nmiss
+    corr = miss @ design.Kmiss if miss is not None and nmiss.any() else None
+    return _linear_stats(G[:, :c], G[:, c], G[:, c + 1], _rowdot(D, D), n - nmiss, corr, design)
+
+
+def _linear_stats(b, gy, s1, s2, nobs, corr, design: Design) -> np.ndarray:
+    """The OLS t-tests of a block from its per-variant sums over the observed samples.
+
+    ``b`` (B, c): ``Q' g``; ``gy``, ``s1``, ``s2``, ``nobs`` (B,): ``g' y_resid``,
+    ``sum g``, ``sum g^2`` and the number of observed calls; ``corr`` (B, T + c + 1): the
+    missing samples' summed ``design.Kmiss`` rows, or None when no call is missing.
+    Returns (B, 6) float64 as :func:`linear_kernel`.
+    """
+    B, c = b.shape
     err, sst = _basic_checks(nobs, s1, s2, c)
     T = len(design.tri[0])
-    if miss is not None and nmiss.any():
+    if corr is not None:
         # Gram of Q, Q'y and y'y over the observed samples: full-sample values minus the
         # missing samples' contributions (float64: float32 here costs ~1e-6 in beta)
-        corr = miss @ design.Kmiss
         A = np.eye(c) - _unpack_sym(corr[:, :T], c, design.tri)
         u = -corr[:, T:T + c]
         yy = design.yy - corr[:, T + c]
@@ -510,17 +540,19 @@ def linear_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design) -> np.
         # a singular system would "solve" to rounding noise that depends on the block
         # (LAPACK need not raise): give failed variants I, their result is NaN anyway
         A = np.where((err != _OK)[:, None, None], np.eye(c), A)
+        sol, ok = _solve_batched(A, np.stack([b, u], axis=-1))
+        err[~ok & (err == _OK)] = _VIF_INF
+        xb, xu = sol[..., 0], sol[..., 1]
     else:
-        A = np.broadcast_to(np.eye(c), (B, c, c))
-        u = np.zeros((B, c))
-        yy = np.full(B, design.yy)
+        # A = I: the solution is (b, 0) itself (what LAPACK returns for I, bit for bit)
         _predictor_checks(err, None, b, s1, sst, nobs, design)
-    sol, ok = _solve_batched(A, np.stack([b, u], axis=-1))
-    err[~ok & (err == _OK)] = _VIF_INF
+        u = xu = np.zeros((B, c))
+        xb = b
+        yy = np.full(B, design.yy)
     with np.errstate(invalid="ignore", divide="ignore"):
-        sgg = s2 - np.einsum("bi,bi->b", b, sol[..., 0])
-        sgy = gy - np.einsum("bi,bi->b", b, sol[..., 1])
-        syy = yy - np.einsum("bi,bi->b", u, sol[..., 1])
+        sgg = s2 - np.einsum("bi,bi->b", b, xb)
+        sgy = gy - np.einsum("bi,bi->b", b, xu)
+        syy = yy - np.einsum("bi,bi->b", u, xu)
         # last guard, against rounding only (the predictor checks already stop a genotype
         # VIF of 1e8): the genotype's residual sum of squares lost to cancellation
         # (plink2: its regression matrix fails to invert, RANK_DEFICIENT)
@@ -702,15 +734,87 @@ def _kernel(D, miss, design, max_iter):
 def chunk_stats(packed: np.ndarray, design: Design, max_iter: int = 25) -> np.ndarray:
     """The per-chunk pure function: packed .bed rows (B, bytes) -> (B, 6) statistics.
 
-    Works through the chunk in blocks of at most :data:`SUB_BLOCK` variants; each variant's
-    result depends only on its own genotypes, so chunk sizes do not change results.
+    Linear models go through the numba kernel (:func:`_linear_packed`) where it loads;
+    otherwise the chunk is decoded in blocks of at most :data:`SUB_BLOCK` variants. Each
+    variant's result depends only on its own genotypes, so chunk sizes do not change
+    results.
     """
     packed = np.asarray(packed)
+    if design.model == "linear" and design.file_row is not None and _linear_numba() is not None:
+        return _linear_packed(packed, design)
     out = np.empty((packed.shape[0], _NSTAT))
     sb = _sub_block(design.n)
     for s in range(0, packed.shape[0], sb):
         D, miss = decode_block(packed[s:s + sb], design.n_file, design.sample_idx)
         out[s:s + sb] = _kernel(D, miss, design, max_iter)
+    return out
+
+
+#: Variants per call of the numba kernel: bounds its (block, ~c^2/2) outputs and the
+#: (block, c, c) arrays of the statistics.
+NUMBA_BLOCK = 1024
+
+_LINEAR_NUMBA = None
+
+
+def _linear_numba():
+    """The numba kernel ``_assoc_kernels.linear_sums``, or None (warned once) where it
+    cannot be loaded; the numpy path (:func:`linear_kernel`) then runs."""
+    global _LINEAR_NUMBA
+    if _LINEAR_NUMBA is None:
+        from ._util import load_numba_module
+
+        mod = load_numba_module(_import_kernels, fallback="numpy")
+        _LINEAR_NUMBA = mod.linear_sums if mod is not None else False
+    return _LINEAR_NUMBA or None
+
+
+def _import_kernels():
+    from . import _assoc_kernels
+    return _assoc_kernels
+
+
+def _linear_packed(packed: np.ndarray, design: Design) -> np.ndarray:
+    """:func:`chunk_stats` for a linear model via the numba kernel: the per-variant sums
+    straight from the packed rows, then :func:`_linear_stats`. Variants with and without
+    missing calls take their own branch of it, so a variant's result never depends on
+    its neighbours (the numpy path treats a whole block as having missing calls)."""
+    kernel = _linear_numba()
+    B = packed.shape[0]
+    c = design.c
+    n = design.n
+    out = np.empty((B, _NSTAT))
+    p4, q = design.Vt4.shape[0], design.Kmiss.shape[1]
+    for s in range(0, B, NUMBA_BLOCK):
+        blk = np.ascontiguousarray(packed[s:s + NUMBA_BLOCK], dtype=np.uint8)
+        b = len(blk)
+        G = np.empty((-(-b // 4) * 4, p4))
+        KM, VM, cnt = np.empty((b, q)), np.empty((b, p4)), np.empty((b, 3), np.int64)
+        kernel(blk, design.n_file, design.file_row, design.Vt4, design.Kmiss, G, KM, VM, cnt)
+        G = G[:b]
+        nm, s1, s2 = (cnt[:, k].astype(np.float64) for k in range(3))
+        nobs = n - nm
+        if design.missing == "mean":
+            # each missing call filled with the variant's observed mean mu: the sums gain
+            # mu times the missing samples' V rows (as linear_kernel on D + miss * mu)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mu = np.nan_to_num(s1 / nobs)
+            G = G + mu[:, None] * VM
+            s2 = s2 + nm * mu * mu
+            s1 = s1 + nm * mu
+            res = _linear_stats(G[:, :c], G[:, c], s1, s2, np.full(b, float(n)), None, design)
+            allmiss = nobs == 0  # stays ALL_MISSING (n = 0), as in _kernel
+            res[allmiss, 0] = 0
+            res[allmiss, 2:5] = np.nan
+            res[allmiss, 5] = _ALL_MISSING
+        else:
+            res = np.empty((b, _NSTAT))
+            some = nm > 0
+            for rows, corr in ((~some, None), (some, KM)):
+                if rows.any():
+                    res[rows] = _linear_stats(G[rows, :c], G[rows, c], s1[rows], s2[rows], nobs[rows],
+                                              None if corr is None else corr[rows], design)
+        out[s:s + b] = res
     return out
 
 
@@ -965,6 +1069,8 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         variants = pd.DataFrame({"chrom": [None] * m, "snp": [f"v{k}" for k in range(m)],
                                  "pos": np.zeros(m, np.int64), "a1": [None] * m, "a2": [None] * m})
 
+    if is_geno and model == "linear":
+        _linear_numba()  # load (or warn) once here, not in the first worker threads
     d_design = dask.delayed(design, pure=True)
     tasks = [dask.delayed(fn, pure=True)(blk, d_design, max_iter) for blk in blocks]
     import dask.threaded
@@ -984,7 +1090,7 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
 
 
 def _label(stats, variants, design, names, missing) -> pd.DataFrame:
-    from scipy import stats as sps
+    from scipy import special
 
     nobs = stats[:, 0]
     err = stats[:, 5].astype(np.int64)
@@ -995,7 +1101,8 @@ def _label(stats, variants, design, names, missing) -> pd.DataFrame:
             df = nobs - design.c - 1
             logp = _t_log_p(np.abs(stat), df)
         else:
-            logp = np.log(2.0) + sps.norm.logsf(np.abs(stat))
+            # scipy.stats.norm.logsf, from scipy.special (importing scipy.stats costs ~1 s)
+            logp = np.log(2.0) + special.log_ndtr(-np.abs(stat))
     logp = np.minimum(logp, 0.0)
     out = pd.DataFrame({
         "chrom": variants["chrom"].to_numpy(),
@@ -1023,12 +1130,14 @@ def _t_log_p(t: np.ndarray, df: np.ndarray) -> np.ndarray:
     2,996 df); there we use p = I_x(df/2, 1/2), x = df / (df + t^2), whose log comes from
     the incomplete-beta continued fraction (Numerical Recipes ``betacf``, Lentz's method).
     """
-    from scipy import stats as sps
+    from scipy import special
 
     t = np.asarray(t, dtype=np.float64)
     df = np.broadcast_to(np.asarray(df, dtype=np.float64), t.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
-        logp = np.log(2.0) + sps.t.logsf(t, df)
+        # scipy.stats.t.logsf(t, df) is log(stdtr(df, -t)); scipy.special alone imports
+        # in milliseconds, scipy.stats in ~1 s (a large part of a small GWAS run)
+        logp = np.log(2.0) + np.log(special.stdtr(np.where(df > 0, df, np.nan), -t))
     fix = np.isneginf(logp) & np.isfinite(t) & (df > 0)
     if fix.any():
         logp[fix] = _t_log_p_cf(t[fix], df[fix])

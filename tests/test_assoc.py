@@ -375,6 +375,99 @@ def test_distributed_cluster_gives_identical_results(dummy_bfile):
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
 
 
+# ------------------------------------------------------- the numba kernel (packed rows)
+def _numpy_path(monkeypatch):
+    """Make chunk_stats take the numpy decode-and-BLAS path (as without numba)."""
+    from gwaslift import assoc
+
+    monkeypatch.setattr(assoc, "_LINEAR_NUMBA", False)
+
+
+@pytest.mark.parametrize("missing", ["drop", "mean"])
+def test_numba_linear_kernel_equals_numpy_path(tmp_path, monkeypatch, missing):
+    """The numba kernel's sums (packed rows, missing samples' corrections added sample by
+    sample) give the statistics of the numpy path (decoded float64 blocks, BLAS products):
+    all samples in file order (a sample count that leaves padding in each row's last byte),
+    and a reordered subset of them (the kernel's sample map); with missing calls, a variant
+    failed in a whole batch (VIF_INFINITE), a monomorphic one and an all-missing one."""
+    from gwaslift import assoc
+
+    rng = np.random.default_rng(11)
+    n, m = 203, 61
+    G = rng.binomial(2, rng.uniform(0.02, 0.5, m), size=(n, m)).astype(float)
+    G[rng.random((n, m)) < 0.05] = np.nan
+    batch = np.arange(n) % 3
+    G[batch == 1, 3] = np.nan      # failed in batch 1
+    G[:, 4] = 1.0                  # monomorphic
+    G[:, 5] = np.nan               # every call missing
+    G[:, 6] = np.where(np.isnan(G[:, 6]), np.nan, 0.0)  # A1 never seen
+    g = _write_bfile(tmp_path / "k", G)
+    C = pd.DataFrame({"u": rng.normal(size=n), "age": rng.uniform(20, 80, n),
+                      "batch": pd.Categorical(batch.astype(str))})
+    y = 0.4 * np.nan_to_num(G[:, 0]) + rng.normal(size=n)
+    assert assoc._linear_numba() is not None  # numba is a dependency: the kernel is under test
+    sub = g.subset(samples=rng.permutation(n)[:150])
+    for geno, yy, cc in ((g, y, C), (sub, y[sub.sample_idx], C.iloc[sub.sample_idx])):
+        fast = linear_gwas(geno, yy, cc.reset_index(drop=True), missing=missing)
+        with monkeypatch.context() as mp:
+            _numpy_path(mp)
+            ref = linear_gwas(geno, yy, cc.reset_index(drop=True), missing=missing)
+        pd.testing.assert_frame_equal(fast, ref, check_exact=False, rtol=1e-10, atol=1e-13)
+        assert (fast["errcode"] != "").sum() >= 3
+    assert fast.loc[3, "errcode"] == ("VIF_INFINITE" if missing == "drop" else "")
+    assert fast.loc[5, "errcode"] == "ALL_MISSING"
+
+
+def test_numba_kernel_results_are_bitwise_independent_of_chunk_size(dummy_bfile):
+    """Each variant's sums are formed on their own (a fixed summation order set by n), and
+    variants with and without missing calls take their own branch: the chunking changes
+    no bit."""
+    g = gwaslift.read_plink(dummy_bfile)
+    rng = np.random.default_rng(12)
+    C = rng.normal(size=(g.n_samples, 3))
+    y = rng.normal(size=g.n_samples)
+    runs = [linear_gwas(g, y, C, chunk=k) for k in (1, 3, 7, 1000)]
+    for other in runs[1:]:
+        pd.testing.assert_frame_equal(runs[0], other, check_exact=True)
+
+
+def test_sample_used_twice_takes_the_numpy_path(dummy_bfile):
+    """A subset that repeats a sample cannot be expressed by the kernel's sample map; the
+    numpy path runs (and counts the sample twice, as the array path does)."""
+    from gwaslift import assoc
+
+    g = gwaslift.read_plink(dummy_bfile)
+    idx = np.r_[np.arange(g.n_samples), 0, 1]
+    sub = g.subset(samples=idx)
+    rng = np.random.default_rng(13)
+    y = rng.normal(size=len(idx))
+    res = linear_gwas(sub, y)
+    ref = linear_gwas(sub.dosage.compute(), y)
+    np.testing.assert_allclose(res["beta"], ref["beta"], rtol=1e-10)
+    np.testing.assert_array_equal(res["n"], ref["n"])
+    assert assoc._file_rows(idx, g.n_samples) is None
+
+
+def test_kernel_that_cannot_load_falls_back_to_numpy(dummy_bfile, monkeypatch):
+    """numba missing or without a writable cache: a warning says so, and the numpy path
+    gives the same statistics."""
+    from gwaslift import assoc
+
+    g = gwaslift.read_plink(dummy_bfile)
+    rng = np.random.default_rng(14)
+    y = rng.normal(size=g.n_samples)
+    fast = linear_gwas(g, y)
+
+    def broken():
+        raise RuntimeError("cannot cache function: no locator available")
+
+    monkeypatch.setattr(assoc, "_import_kernels", broken)
+    monkeypatch.setattr(assoc, "_LINEAR_NUMBA", None)
+    with pytest.warns(RuntimeWarning, match="numba CPU kernels are unavailable.*numpy"):
+        slow = linear_gwas(g, y)
+    pd.testing.assert_frame_equal(fast, slow, check_exact=False, rtol=1e-10)
+
+
 # ------------------------------------------------------------ calibration under structure
 def test_null_phenotype_with_pcs_is_calibrated(tmp_path):
     """Balding-Nichols populations + a phenotype shifted by population: PCs fix lambda."""
