@@ -86,26 +86,28 @@ def _decode_row(packed_row, n_file, row, d, miss):
                         miss[nm] = 4 * b + s
                         nm += 1
         for i in range(4 * full, n_file):  # the last byte's samples (not its padding)
-            code = (packed_row[i >> 2] >> (2 * (i & 3))) & 3
-            d[i] = _DOSAGE[code]
-            het += code == 2
-            hom += code == 0
-            if code == 1:
-                miss[nm] = i
-                nm += 1
+            nm, is_het, is_hom = _decode_sample(packed_row, i, i, d, miss, nm)
+            het += is_het
+            hom += is_hom
     else:
         for i in range(n_file):
-            r = row[i]
-            if r < 0:
-                continue
-            code = (packed_row[i >> 2] >> (2 * (i & 3))) & 3
-            d[r] = _DOSAGE[code]
-            het += code == 2
-            hom += code == 0
-            if code == 1:
-                miss[nm] = r
-                nm += 1
+            if row[i] >= 0:
+                nm, is_het, is_hom = _decode_sample(packed_row, i, row[i], d, miss, nm)
+                het += is_het
+                hom += is_hom
     return nm, het, hom
+
+
+@nb.njit(inline="always")
+def _decode_sample(packed_row, i, r, d, miss, nm):
+    """File sample ``i`` of a .bed row into ``d[r]``; a missing call appends ``r`` to
+    ``miss[nm:]``. Returns (new nm, is het, is hom A1)."""
+    code = (packed_row[i >> 2] >> (2 * (i & 3))) & 3
+    d[r] = _DOSAGE[code]
+    if code == 1:
+        miss[nm] = r
+        nm += 1
+    return nm, code == 2, code == 0
 
 
 @nb.njit(nogil=True, cache=True, fastmath=_FAST)
