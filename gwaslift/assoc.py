@@ -27,10 +27,18 @@ Rules (documented here once):
   ``--glm`` linear.
 * **Logistic**: maximum likelihood by Newton-Raphson, batched over a block of variants,
   started from the covariate-only (null) fit; Wald ``z = beta / se``, two-sided normal p.
-  No Firth regression: a fit that does not converge in ``max_iter`` steps or whose
-  information matrix is singular (separation, e.g. a genotype seen only in cases) is
-  reported as NaN with ``errcode = "LOGISTIC_CONVERGE_FAIL"``; this is plink2's
-  ``--glm no-firth`` behaviour (plink2 by default would refit such variants with Firth).
+  **Firth fallback**, plink2's default (``firth="fallback"``): before the fit, plink2's
+  separation check (the cases or the controls carry no A1 allele, or no other allele, on
+  the variant's observed samples: a rare variant seen only in cases, say); such a variant,
+  and one whose Newton fit does not converge in ``max_iter`` steps or whose information
+  matrix is singular, is refitted with Firth's penalized likelihood (finite whatever the
+  data), Wald test from ``(X'WX)^-1`` at the Firth estimate, and flagged ``firth = True``.
+  Our Firth fit runs until its score is below 1e-9 standard errors; plink2's stops
+  earlier, so the two agree to ~1e-3 SE, not to its printed digits. One difference by design: where plink2 stops
+  Newton at its iteration limit and prints the unfinished iterate with errcode
+  ``UNFINISHED`` (quasi-separation, e.g. all carriers of one genotype are cases), we report
+  the Firth fit. ``firth="no"`` is plink2's ``no-firth``: NaN with errcode
+  ``SEPARATION`` or ``LOGISTIC_CONVERGE_FAIL``.
 * **plink2's predictor limits** (``vif=50``, ``max_corr=0.999``, plink2's ``--vif`` and
   ``--max-corr`` defaults; plink2 ``CheckMaxCorrAndVif`` in ``plink2_glm_shared.cc``): the
   predictors are the genotype and the covariates, not the intercept, over the variant's
@@ -51,7 +59,8 @@ Rules (documented here once):
   says why, with plink2's names: ``SAMPLE_CT<=PREDICTOR_CT`` (no residual degree of
   freedom), ``CONST_OMITTED_ALLELE`` (monomorphic among the samples used), the three codes
   above, ``RANK_DEFICIENT`` (the regression's own guard: the genotype's residual variance
-  lost to rounding; not expected after the VIF test) and ``LOGISTIC_CONVERGE_FAIL``.
+  lost to rounding; not expected after the VIF test), ``SEPARATION`` and
+  ``LOGISTIC_CONVERGE_FAIL`` (``firth="no"``) and ``FIRTH_CONVERGE_FAIL``.
   One code is gwaslift's own: ``ALL_MISSING`` (``n = 0``; plink2 reports that as
   ``SAMPLE_CT<=PREDICTOR_CT``). ``errcode`` is ``""`` for a normal result (plink2 writes
   ``.``).
@@ -94,15 +103,19 @@ from .io.packed import BYTE_TO_CODES, CODE_TO_DOSAGE, unpack_codes
 
 #: Columns of the sumstats table, in order.
 SUMSTATS_COLUMNS = ["chrom", "pos", "snp", "a1", "a2", "a1_freq", "n", "beta", "se", "stat",
-                    "p", "log10_p", "errcode"]
+                    "p", "log10_p", "errcode", "firth"]
 
 #: errcode strings (index = code stored in the kernel output); plink2's names (its
 #: ``kGlmErrcodeStrs``) except ``ALL_MISSING``, which plink2 reports as
 #: ``SAMPLE_CT<=PREDICTOR_CT`` (see the module docstring).
 ERRCODES = ["", "ALL_MISSING", "CONST_OMITTED_ALLELE", "RANK_DEFICIENT", "SAMPLE_CT<=PREDICTOR_CT",
-            "VIF_INFINITE", "LOGISTIC_CONVERGE_FAIL", "VIF_TOO_HIGH", "CORR_TOO_HIGH"]
+            "VIF_INFINITE", "LOGISTIC_CONVERGE_FAIL", "VIF_TOO_HIGH", "CORR_TOO_HIGH", "SEPARATION",
+            "FIRTH_CONVERGE_FAIL"]
 (_OK, _ALL_MISSING, _CONST, _RANK_DEF, _NO_DF, _VIF_INF, _NOCONV, _VIF_HIGH,
- _CORR_HIGH) = range(9)
+ _CORR_HIGH, _SEPARATION, _FIRTH_FAIL) = range(11)
+
+#: ``firth`` choices of :func:`linear_gwas` (plink2's ``--glm firth-fallback`` / ``no-firth``).
+FIRTH_MODES = ("fallback", "no")
 
 #: plink2 ``--glm`` defaults: ``--vif 50`` and ``--max-corr 0.999``.
 VIF_DEFAULT = 50.0
@@ -123,8 +136,9 @@ _COVAR_RANK_TOL = 1e-10
 #: correlation matrix): the regression would lose half the double digits to cancellation.
 _VIF_INFINITE = 1e8
 
-#: Kernel output columns (float64): n, a1 count (sum of dosages), beta, se, stat, err code.
-_NSTAT = 6
+#: Kernel output columns (float64): n, a1 count (sum of dosages), beta, se, stat, err code,
+#: 1 where the result is a Firth fit (else 0).
+_NSTAT = 7
 
 #: Most variants per inner block: large enough to amortize numpy call overhead, small
 #: enough that the (block x samples) float64 work arrays stay near the cache (measured
@@ -181,6 +195,7 @@ class Design:
     R1_inv: np.ndarray | None = None  # (k, k) R1^-1
     vif: float = VIF_DEFAULT         # VIF_TOO_HIGH above this (inf: off)
     max_corr: float = MAX_CORR_DEFAULT  # CORR_TOO_HIGH above this |r| (inf: off)
+    firth: str = "fallback"          # logistic: "fallback" (refit with Firth) or "no"
     # the numba kernel's inputs (linear; _linear_packed): V[:, :c+1] transposed, zero rows
     # up to a multiple of 4, and each file sample's design row (-1 unused; empty: all
     # used in file order; None: a sample used twice, which the kernel cannot map)
@@ -307,12 +322,14 @@ def _null_logistic(Q: np.ndarray, y: np.ndarray, max_iter: int = 50) -> np.ndarr
 
 def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, missing: str = "drop",
                 sample_idx: np.ndarray | None = None, n_file: int = 0,
-                vif: float = VIF_DEFAULT, max_corr: float = MAX_CORR_DEFAULT) -> Design:
+                vif: float = VIF_DEFAULT, max_corr: float = MAX_CORR_DEFAULT,
+                firth: str = "fallback") -> Design:
     """Build the :class:`Design` for phenotype ``y`` (n,) and covariates ``C`` (n, k).
 
     Rows are the samples used (no NaN). ``model`` is "linear" or "logistic" (``y`` 0/1).
     ``vif`` / ``max_corr``: plink2's ``--vif`` / ``--max-corr`` limits; the covariates
     alone must pass them (InputError otherwise), and each variant is checked against them.
+    ``firth``: what a logistic fit does on separation or non-convergence (:data:`FIRTH_MODES`).
     """
     y = np.asarray(y, dtype=np.float64)
     C = np.asarray(C, dtype=np.float64).reshape(len(y), -1)
@@ -348,7 +365,7 @@ def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, miss
                   Kmiss=np.ascontiguousarray(Kmiss), yy=yy,
                   sample_idx=None if sample_idx is None else np.asarray(sample_idx, np.int64),
                   n_file=int(n_file), R1=R1, R1_inv=np.linalg.inv(R1), vif=float(vif),
-                  max_corr=float(max_corr), **kw)
+                  max_corr=float(max_corr), firth=firth, **kw)
 
 
 def _file_rows(sample_idx, n_file: int) -> np.ndarray | None:
@@ -562,13 +579,13 @@ def _linear_stats(b, gy, s1, s2, nobs, corr, design: Design) -> np.ndarray:
         rss = np.maximum(syy - beta * sgy, 0.0)
         se = np.sqrt(rss / df / sgg)
         stat = beta / se
-    out = np.column_stack([nobs, s1, beta, se, stat, err.astype(np.float64)])
+    out = np.column_stack([nobs, s1, beta, se, stat, err.astype(np.float64), np.zeros(B)])
     out[err != _OK, 2:5] = np.nan
     return out
 
 
 def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
-                    max_iter: int = 25, tol: float = 1e-10) -> np.ndarray:
+                    max_iter: int = 25, tol: float = 1e-10, sep: np.ndarray | None = None) -> np.ndarray:
     """Per-variant logistic regression (Wald test) for one block, Newton-Raphson batched.
 
     Parameters as in :func:`linear_kernel` (``design.model == "logistic"``, y 0/1).
@@ -576,11 +593,19 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     Newton step uses the null fit's weights, shared by all variants, so it costs only a
     few matrix products. Converged when every coefficient moves by less than
     ``tol * max(1, |coefficient|)``; the standard error comes from the information matrix
-    of the last step. Non-convergence or a singular information matrix gives NaN and
-    errcode ``LOGISTIC_CONVERGE_FAIL`` (no Firth fallback). plink2's predictor checks
-    (:func:`_predictor_checks`, unweighted, as plink2) come first, as in linear.
+    of the last step. plink2's predictor checks (:func:`_predictor_checks`, unweighted, as
+    plink2) come first, as in linear, after plink2's separation check
+    (:func:`_separated`).
 
-    Returns (B, 6) float64: n, a1 count, beta, se, z, errcode index.
+    Separated variants, and fits that do not converge or whose information matrix is
+    singular, are refitted one by one with Firth's penalized likelihood
+    (:func:`gwaslift.firth.firth_logistic`) when ``design.firth == "fallback"`` (plink2's
+    default ``firth-fallback``); a Firth fit that fails is ``FIRTH_CONVERGE_FAIL``. With
+    ``"no"`` (plink2 ``no-firth``) they are NaN, errcode ``SEPARATION`` or
+    ``LOGISTIC_CONVERGE_FAIL``. ``sep`` (B,) bool: the separation verdicts when the caller
+    made them (mean imputation judges the observed calls, not the imputed dosages).
+
+    Returns (B, 7) float64: n, a1 count, beta, se, z, errcode index, Firth flag.
     """
     B, n = D.shape
     c = design.c
@@ -593,6 +618,9 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     has_miss = miss is not None and bool(nmiss.any())
     nobs = n - nmiss
     err, sst = _basic_checks(nobs, s1, s2, c)
+    sep = (_separated(D, miss, nobs, design) if sep is None else sep) & (err == _OK)
+    if design.firth == "no":
+        err[sep] = _SEPARATION
     corr = miss @ design.Kmiss if has_miss else None
     # plink2's predictor checks on the unweighted observed Gram (last T columns of Kmiss)
     A_obs = np.eye(c) - _unpack_sym(corr[:, -T:], c, tri) if has_miss else None
@@ -614,7 +642,7 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     theta = np.zeros((B, c + 1))
     theta[:, :c] = design.a0
 
-    active = np.flatnonzero(err == _OK)
+    active = np.flatnonzero((err == _OK) & ~sep)
     converged = np.zeros(B, bool)
     inv_bb = np.full(B, np.nan)
     eye_last = np.zeros((1, c + 1))
@@ -637,15 +665,40 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
         # singular information (separation) or a diverging fit: stop and report failure
         dead = ~fine | (np.abs(theta[active, c]) > 1e3)
         active = active[~done & ~dead]
-    err[(err == _OK) & ~converged] = _NOCONV
+    err[(err == _OK) & ~converged & ~sep] = _NOCONV
     beta = theta[:, c].copy()
     with np.errstate(invalid="ignore"):
         se = np.sqrt(inv_bb)
-        err[(err == _OK) & ~(se > 0)] = _NOCONV
+    err[(err == _OK) & ~sep & ~(se > 0)] = _NOCONV
+    firth = np.zeros(B)
+    if design.firth == "fallback":
+        from .firth import firth_logistic  # scipy.linalg, imported only when needed
+
+        for j in np.flatnonzero(((err == _OK) & sep) | (err == _NOCONV)):
+            rows = slice(None) if not has_miss else miss[j] == 0
+            X = np.column_stack([design.Q[rows], D[j, rows]])
+            th, se[j], ok = firth_logistic(X, design.y[rows], np.append(design.a0, 0.0))
+            beta[j] = th[-1]
+            err[j] = _OK if ok else _FIRTH_FAIL
+            firth[j] = 1.0
+    with np.errstate(invalid="ignore"):
         stat = beta / se
-    out = np.column_stack([nobs, s1, beta, se, stat, err.astype(np.float64)])
+    out = np.column_stack([nobs, s1, beta, se, stat, err.astype(np.float64), firth])
     out[err != _OK, 2:5] = np.nan
     return out
+
+
+def _separated(D, miss, nobs, design: Design) -> np.ndarray:
+    """plink2's separation check before a logistic fit (B,) bool: among the observed
+    samples, the cases or the controls carry no A1 allele, or no other allele (then the
+    maximum-likelihood genotype coefficient is infinite). plink2 reports such a variant as
+    ``SEPARATION`` under ``no-firth`` and fits it with Firth under ``firth-fallback``."""
+    y = design.y
+    a1_case = D @ y
+    a1_ctrl = D @ (1.0 - y)
+    n_case = np.full(len(D), y.sum()) if miss is None else y.sum() - miss @ y
+    n_ctrl = nobs - n_case
+    return (a1_case == 0) | (a1_ctrl == 0) | (2 * n_case - a1_case == 0) | (2 * n_ctrl - a1_ctrl == 0)
 
 
 def _logistic_grad_hess(D, miss, theta, design):
@@ -716,10 +769,13 @@ def _kernel(D, miss, design, max_iter):
         nobs = D.shape[1] - nm
         with np.errstate(invalid="ignore", divide="ignore"):
             mu = D.sum(axis=1) / nobs
+        # separation is judged on the observed calls: an imputed mean dosage in the other
+        # class would make the MLE finite (and absurd) without any information
+        sep = _separated(D, miss, nobs, design) if design.model == "logistic" else None
         D = D + miss * np.nan_to_num(mu)[:, None]
         # the imputed A1 count over all n samples is n * mu: a1_freq stays the observed one
         out = (linear_kernel(D, None, design) if design.model == "linear"
-               else logistic_kernel(D, None, design, max_iter=max_iter))
+               else logistic_kernel(D, None, design, max_iter=max_iter, sep=sep))
         # a variant with no observed call stays ALL_MISSING (n = 0), not "n samples"
         allmiss = nobs == 0
         out[allmiss, 0] = 0
@@ -971,7 +1027,8 @@ def _choose_model(y: np.ndarray, model: str):
 # --------------------------------------------------------------------------------------
 def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", missing: str = "drop",
                 chunk: int | None = None, progress: bool | None = None, max_iter: int = 25,
-                vif: float = VIF_DEFAULT, max_corr: float = MAX_CORR_DEFAULT) -> pd.DataFrame:
+                vif: float = VIF_DEFAULT, max_corr: float = MAX_CORR_DEFAULT,
+                firth: str = "fallback") -> pd.DataFrame:
     """Per-SNP linear or logistic regression with covariates (plink2 ``--glm`` equivalent).
 
     Parameters
@@ -1006,11 +1063,19 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         plink2's ``--max-corr`` (default 0.999): the same for a pairwise predictor
         correlation ``|r|`` above this (``CORR_TOO_HIGH``). ``1`` (or more) turns it off;
         exactly collinear predictors are ``VIF_INFINITE`` with both limits off.
+    firth : "fallback" or "no"
+        Logistic only. ``"fallback"`` (plink2's default ``firth-fallback``): a variant
+        whose cases or controls carry no A1 allele or no other allele (separation: no
+        finite maximum-likelihood estimate), or whose Newton fit does not converge, is
+        refitted with Firth's penalized likelihood (:mod:`gwaslift.firth`) and flagged in
+        the ``firth`` column. ``"no"`` (plink2 ``no-firth``): such variants are NaN with
+        errcode ``SEPARATION`` / ``LOGISTIC_CONVERGE_FAIL``.
 
     Returns
     -------
     DataFrame, one row per variant: ``chrom, pos, snp, a1, a2, a1_freq, n, beta, se, stat,
-    p, log10_p, errcode`` (see the module docstring); ``beta`` is per A1 allele (log odds
+    p, log10_p, errcode, firth`` (see the module docstring; ``firth`` is True where the
+    result is a Firth fit); ``beta`` is per A1 allele (log odds
     ratio for logistic); ``stat`` is t (linear) or Wald z (logistic). ``attrs`` holds
     ``model``, ``covariates`` (names) and ``missing``.
     """
@@ -1025,6 +1090,8 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         raise InputError(f"vif must be >= 1 (np.inf: no limit), got {vif!r}")
     if not 0 < max_corr:
         raise InputError(f"max_corr must be > 0 (1: no limit), got {max_corr!r}")
+    if firth not in FIRTH_MODES:
+        raise InputError(f"firth must be one of {FIRTH_MODES}, got {firth!r}")
     is_geno = isinstance(genotypes, Genotypes)
     if is_geno:
         samples, n_all = genotypes.samples, genotypes.n_samples
@@ -1051,14 +1118,14 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
             file_idx, np.arange(g.source.n_samples))
         design = make_design(y_used, C[keep], names, model, missing,
                              sample_idx=None if all_in_order else file_idx, n_file=g.source.n_samples,
-                             vif=vif, max_corr=max_corr)
+                             vif=vif, max_corr=max_corr, firth=firth)
         blocks = g.packed.to_delayed().ravel()
         fn = chunk_stats
         variants = g.variants
     else:
         design = make_design(y_used, C[keep], names, model, missing,
                              sample_idx=None if keep.all() else keep_pos, n_file=n_all,
-                             vif=vif, max_corr=max_corr)
+                             vif=vif, max_corr=max_corr, firth=firth)
         darr = arr if isinstance(arr, da.Array) else da.from_array(arr, chunks=(n_all, chunk or 4096))
         if chunk is not None:
             darr = darr.rechunk((n_all, chunk))  # the caller asked for this task size
@@ -1118,6 +1185,7 @@ def _label(stats, variants, design, names, missing) -> pd.DataFrame:
         "p": np.exp(logp),
         "log10_p": -logp / np.log(10.0),
         "errcode": np.asarray(ERRCODES, dtype=object)[err],
+        "firth": stats[:, 6] > 0,
     })
     out.attrs.update(model=design.model, covariates=list(names), missing=missing)
     return out

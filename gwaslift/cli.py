@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="auto", choices=["auto", "linear", "logistic"])
     p.add_argument("--missing", default="drop", choices=["drop", "mean"],
                    help="missing genotypes: drop per SNP as plink2 (default) or mean-impute")
+    p.add_argument("--firth", default="fallback", choices=["fallback", "no"],
+                   help="logistic: refit separated / non-converged SNPs with Firth regression "
+                        "(plink2's default firth-fallback) or report them NA (plink2 no-firth)")
 
     p = sub.add_parser("epistasis", help="test the product of every SNP pair (a score test, with covariates)")
     _common(p, "output prefix: <out>.epi.tsv (the top pairs), <out>.epi.snps.tsv (each SNP's strongest pair)")
@@ -304,7 +307,8 @@ def _cmd_gwas(args):
     g = read_plink(args.bfile)
     y = _phenotype(args, g)
     cov = _covariates(args, g, args.pcs)
-    ss = linear_gwas(g, y, cov, model=args.model, missing=args.missing, progress=_progress(args))
+    ss = linear_gwas(g, y, cov, model=args.model, missing=args.missing, firth=args.firth,
+                     progress=_progress(args))
     model = ss.attrs.get("model", args.model if args.model != "auto" else "linear")
     write_glm(ss, f"{prefix}.glm.{model}", model=model)
     write_gwas_ssf(ss, f"{prefix}.ssf.tsv", model=model)

@@ -33,11 +33,15 @@ def test_glm_round_trip(tmp_path, model):
     path = write_glm(res, tmp_path / f"out.glm.{model}")
     header = path.read_text().splitlines()[0].split("\t")
     stat, se = ("T_STAT", "SE") if model == "linear" else ("Z_STAT", "LOG(OR)_SE")
-    assert header[:9] == ["#CHROM", "POS", "ID", "REF", "ALT", "A1", "A1_FREQ", "TEST", "OBS_CT"]
+    firth = ["FIRTH?"] if model == "logistic" else []  # plink2's firth-fallback column
+    assert header[:9 + len(firth)] == ["#CHROM", "POS", "ID", "REF", "ALT", "A1", "A1_FREQ", *firth,
+                                       "TEST", "OBS_CT"]
     assert stat in header and se in header and header[-2:] == ["P", "ERRCODE"]
     if model == "logistic":
         assert "OR" in header
-    back = read_sumstats(path)
+        res.loc[4, "firth"] = True  # a Firth fit: FIRTH? = Y, read back
+    back = read_sumstats(path) if model == "linear" else read_sumstats(write_glm(res, path))
+    assert list(back["firth"]) == list(res["firth"])
     assert back.attrs["model"] == model
     assert (back["a1"] == res["a1"]).all() and (back["a2"] == res["a2"]).all()
     assert list(back["errcode"]) == list(res["errcode"])

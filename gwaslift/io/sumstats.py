@@ -1,19 +1,21 @@
 """Writing and reading association summary statistics (the sumstats table).
 
 The table vocabulary is :data:`gwaslift.assoc.SUMSTATS_COLUMNS`
-(``chrom, pos, snp, a1, a2, a1_freq, n, beta, se, stat, p, log10_p, errcode``); ``a1`` is
-the tested (counted) allele, ``beta`` is per A1 allele (log odds ratio for logistic).
+(``chrom, pos, snp, a1, a2, a1_freq, n, beta, se, stat, p, log10_p, errcode, firth``);
+``a1`` is the tested (counted) allele, ``beta`` is per A1 allele (log odds ratio for
+logistic), ``firth`` marks Firth fits (logistic, plink2's ``FIRTH?`` column).
 
 Two file formats, both tab-separated and written atomically (temporary name, then rename):
 
 * plink2 ``--glm`` style (``.glm.linear`` / ``.glm.logistic``)::
 
-      #CHROM POS ID REF ALT A1 A1_FREQ TEST OBS_CT BETA|OR SE|LOG(OR)_SE T_STAT|Z_STAT P ERRCODE
+      #CHROM POS ID REF ALT A1 A1_FREQ [FIRTH?] TEST OBS_CT BETA|OR SE|LOG(OR)_SE T_STAT|Z_STAT P ERRCODE
 
   with ``REF = a2``, ``ALT = A1 = a1`` (what plink2 ``--glm omit-ref`` prints for a PLINK 1
   fileset, whose .bim column 5 becomes ALT); logistic files carry ``OR = exp(beta)`` and
-  also a ``BETA`` column (plink2's ``cols=+beta``). ``NA`` marks missing values, ``.`` an
-  empty ERRCODE, as plink2 does.
+  also a ``BETA`` column (plink2's ``cols=+beta``) and plink2's ``FIRTH?`` column (``Y``
+  for a Firth fit, as plink2's default ``firth-fallback`` writes it). ``NA`` marks missing
+  values, ``.`` an empty ERRCODE, as plink2 does.
 * GWAS-SSF (GWAS Catalog summary-statistics format)::
 
       chromosome base_pair_location effect_allele other_allele beta|odds_ratio
@@ -84,6 +86,11 @@ def write_glm(sumstats: pd.DataFrame, path: str | os.PathLike, model: str | None
         "ALT": s["a1"].astype(str),
         "A1": s["a1"].astype(str),
         "A1_FREQ": _num(s["a1_freq"], ".8g", "NA"),
+    }
+    if model == "logistic":
+        firth = s["firth"].to_numpy(bool) if "firth" in s else np.zeros(len(s), bool)
+        cols["FIRTH?"] = np.where(firth, "Y", "N")
+    cols |= {
         "TEST": "ADD",
         "OBS_CT": s["n"].astype(np.int64).astype(str),
     }
@@ -248,5 +255,7 @@ def read_sumstats(path: str | os.PathLike) -> pd.DataFrame:
         out["p"] = 10.0 ** (-lg)
     out["log10_p"] = lg
     out["errcode"] = err
+    # plink2's FIRTH? column (firth-fallback); files without it hold no Firth fits we know of
+    out["firth"] = (raw["FIRTH?"] == "Y").to_numpy() if "FIRTH?" in cols else False
     out.attrs["model"] = "logistic" if logistic else "linear"
     return out
