@@ -197,6 +197,12 @@ def count_packed(packed: np.ndarray, n_samples: int, sample_idx: np.ndarray | No
         tail = None
     else:
         n_sel = int(n_samples)
+        kernel = _count_kernel()
+        if kernel is not None:
+            var3 = np.zeros((v, 3), dtype=np.int64)
+            samp = np.zeros(n_sel, dtype=np.int64)
+            kernel(packed, n_sel, var3, samp)
+            return _with_hom_a1(var3, n_sel), samp
         full = n_sel // 8  # words holding 8 real samples each
         main = packed[:, : 2 * full]
         if main.strides[0] % 2 or main.ctypes.data % 2 or main.strides[-1] != 1:
@@ -221,10 +227,35 @@ def count_packed(packed: np.ndarray, n_samples: int, sample_idx: np.ndarray | No
         _count_words(tail, var3)
         tail_codes = (tail >> (2 * np.arange(n_tail, dtype=np.uint16))) & np.uint16(3)
         samp = np.concatenate([samp, (tail_codes == 1).sum(axis=0)])
-    counts = np.empty((v, 4), dtype=np.int64)
+    return _with_hom_a1(var3, n_sel), samp[:n_sel]
+
+
+def _with_hom_a1(var3: np.ndarray, n: int) -> np.ndarray:
+    """(v, 3) het, hom A2, missing -> (v, 4) counts in :data:`COUNT_COLUMNS` order."""
+    counts = np.empty((len(var3), 4), dtype=np.int64)
     counts[:, 1:] = var3
-    counts[:, 0] = n_sel - var3.sum(axis=1)
-    return counts, samp[:n_sel]
+    counts[:, 0] = n - var3.sum(axis=1)
+    return counts
+
+
+_COUNT_KERNEL = None
+
+
+def _count_kernel():
+    """The numba kernel ``_qc_kernels.count_rows``, or None (warned once) where it cannot
+    be loaded; the numpy path of :func:`count_packed` then runs."""
+    global _COUNT_KERNEL
+    if _COUNT_KERNEL is None:
+        from ._util import load_numba_module
+
+        mod = load_numba_module(_import_kernels, fallback="numpy")
+        _COUNT_KERNEL = mod.count_rows if mod is not None else False
+    return _COUNT_KERNEL or None
+
+
+def _import_kernels():
+    from . import _qc_kernels
+    return _qc_kernels
 
 
 @dataclass(frozen=True)
@@ -282,6 +313,7 @@ def genotype_counts(genotypes: Genotypes, progress: bool | None = None) -> Genot
     genotypes = genotypes.with_chunks(min(max(genotypes.variant_chunk, rows), 4 * genotypes.variant_chunk))
     # one key for the sample index array, referenced by every task (not copied into each)
     idx = dask.delayed(sample_idx, pure=True) if sample_idx is not None else None
+    _count_kernel()  # load (or warn) once here, not in the first worker threads
     count = dask.delayed(count_packed, pure=True, nout=2)
     parts = [count(blk, genotypes.source.n_samples, idx) for blk in genotypes.packed.to_delayed().ravel()]
     variant = dask.delayed(np.concatenate, pure=True)([p[0] for p in parts], axis=0)

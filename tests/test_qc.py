@@ -156,9 +156,18 @@ def test_counts_equal_decoded_dosages(dummy):
         impute_mean(dask.array.from_array(bad)).compute()
 
 
-@pytest.mark.parametrize("n_samples", [1, 3, 4, 5, 8, 9, 13, 16, 203, 70_001])  # > 65,528: lane segments
-def test_count_packed_kernel_paths(n_samples):
-    """All three kernel paths against a plain decode, with random padding bits."""
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+@pytest.mark.parametrize("n_samples", [1, 3, 4, 5, 8, 9, 13, 16, 31, 32, 33, 203, 70_001])  # > 65,528: lane segments
+def test_count_packed_kernel_paths(n_samples, kernel, monkeypatch):
+    """All three paths (all samples, subset, gather) against a plain decode, with random
+    padding bits, on the numba kernel and on the numpy path it replaces."""
+    import importlib
+
+    qc_module = importlib.import_module("gwaslift.qc")
+    if kernel == "numpy":
+        monkeypatch.setattr(qc_module, "_COUNT_KERNEL", False)
+    else:
+        assert qc_module._count_kernel() is not None  # numba is a dependency: it must load
     rng = np.random.default_rng(n_samples)
     packed = rng.integers(0, 256, size=(40, (n_samples + 3) // 4), dtype=np.uint8)
     # rows of all het / all hom A2 / all missing (lane overflow if 70,001 were summed at once)
@@ -181,6 +190,24 @@ def test_count_packed_kernel_paths(n_samples):
     wide = np.zeros((40, packed.shape[1] + 1), dtype=np.uint8)
     wide[:, 1:] = packed
     np.testing.assert_array_equal(count_packed(wide[:, 1:], n_samples)[0], ref(codes)[0])
+
+
+def test_count_kernel_that_cannot_load_falls_back_to_numpy(dummy, monkeypatch):
+    """numba missing or without a writable cache: a warning says so, same counts."""
+    import importlib
+
+    qc_module = importlib.import_module("gwaslift.qc")
+    fast = qc_stats(dummy)
+
+    def broken():
+        raise ImportError("No module named 'numba'")
+
+    monkeypatch.setattr(qc_module, "_import_kernels", broken)
+    monkeypatch.setattr(qc_module, "_COUNT_KERNEL", None)
+    with pytest.warns(RuntimeWarning, match="numba CPU kernels are unavailable.*numpy"):
+        slow = qc_stats(dummy)
+    for a, b in zip(fast, slow):
+        pd.testing.assert_frame_equal(a, b)
 
 
 @pytest.mark.parametrize("pad", [0b11, 0b01])
