@@ -1069,7 +1069,10 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         finite maximum-likelihood estimate), or whose Newton fit does not converge, is
         refitted with Firth's penalized likelihood (:mod:`gwaslift.firth`) and flagged in
         the ``firth`` column. ``"no"`` (plink2 ``no-firth``): such variants are NaN with
-        errcode ``SEPARATION`` / ``LOGISTIC_CONVERGE_FAIL``.
+        errcode ``SEPARATION`` / ``LOGISTIC_CONVERGE_FAIL``. Firth refits run one variant
+        at a time, ~15-30 ms each at 10,000 samples (7-15 evaluations of the penalized
+        likelihood; linear in the sample count): in a cohort with many ultra-rare
+        variants, filter on minor allele count first, as with plink2.
 
     Returns
     -------
