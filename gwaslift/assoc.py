@@ -114,8 +114,9 @@ ERRCODES = ["", "ALL_MISSING", "CONST_OMITTED_ALLELE", "RANK_DEFICIENT", "SAMPLE
 (_OK, _ALL_MISSING, _CONST, _RANK_DEF, _NO_DF, _VIF_INF, _NOCONV, _VIF_HIGH,
  _CORR_HIGH, _SEPARATION, _FIRTH_FAIL) = range(11)
 
-#: ``firth`` choices of :func:`linear_gwas` (plink2's ``--glm firth-fallback`` / ``no-firth``).
-FIRTH_MODES = ("fallback", "no")
+#: ``firth`` choices of :func:`linear_gwas` (plink2's ``--glm firth-fallback`` / ``no-firth`` /
+#: ``firth``).
+FIRTH_MODES = ("fallback", "no", "always")
 
 #: plink2 ``--glm`` defaults: ``--vif 50`` and ``--max-corr 0.999``.
 VIF_DEFAULT = 50.0
@@ -195,7 +196,7 @@ class Design:
     R1_inv: np.ndarray | None = None  # (k, k) R1^-1
     vif: float = VIF_DEFAULT         # VIF_TOO_HIGH above this (inf: off)
     max_corr: float = MAX_CORR_DEFAULT  # CORR_TOO_HIGH above this |r| (inf: off)
-    firth: str = "fallback"          # logistic: "fallback" (refit with Firth) or "no"
+    firth: str = "fallback"          # logistic: "fallback" (refit with Firth), "no", "always"
     # the numba kernel's inputs (linear; _linear_packed): V[:, :c+1] transposed, zero rows
     # up to a multiple of 4, and each file sample's design row (-1 unused; empty: all
     # used in file order; None: a sample used twice, which the kernel cannot map)
@@ -602,8 +603,9 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     (:func:`gwaslift.firth.firth_logistic`) when ``design.firth == "fallback"`` (plink2's
     default ``firth-fallback``); a Firth fit that fails is ``FIRTH_CONVERGE_FAIL``. With
     ``"no"`` (plink2 ``no-firth``) they are NaN, errcode ``SEPARATION`` or
-    ``LOGISTIC_CONVERGE_FAIL``. ``sep`` (B,) bool: the separation verdicts when the caller
-    made them (mean imputation judges the observed calls, not the imputed dosages).
+    ``LOGISTIC_CONVERGE_FAIL``. With ``"always"`` (plink2 ``--glm firth``) every variant
+    is a Firth fit. ``sep`` (B,) bool: the separation verdicts when the caller made them
+    (mean imputation judges the observed calls, not the imputed dosages).
 
     Returns (B, 7) float64: n, a1 count, beta, se, z, errcode index, Firth flag.
     """
@@ -618,7 +620,11 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     has_miss = miss is not None and bool(nmiss.any())
     nobs = n - nmiss
     err, sst = _basic_checks(nobs, s1, s2, c)
-    sep = (_separated(D, miss, nobs, design) if sep is None else sep) & (err == _OK)
+    if design.firth == "always":
+        sep = np.ones(B, bool)  # every variant takes the Firth path (plink2 --glm firth)
+    elif sep is None:
+        sep = _separated(D, miss, nobs, design)
+    sep &= err == _OK
     if design.firth == "no":
         err[sep] = _SEPARATION
     corr = miss @ design.Kmiss if has_miss else None
@@ -671,7 +677,7 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
         se = np.sqrt(inv_bb)
     err[(err == _OK) & ~sep & ~(se > 0)] = _NOCONV
     firth = np.zeros(B)
-    if design.firth == "fallback":
+    if design.firth != "no":
         from .firth import firth_logistic  # scipy.linalg, imported only when needed
 
         for j in np.flatnonzero(((err == _OK) & sep) | (err == _NOCONV)):
@@ -1063,13 +1069,14 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         plink2's ``--max-corr`` (default 0.999): the same for a pairwise predictor
         correlation ``|r|`` above this (``CORR_TOO_HIGH``). ``1`` (or more) turns it off;
         exactly collinear predictors are ``VIF_INFINITE`` with both limits off.
-    firth : "fallback" or "no"
+    firth : "fallback", "no" or "always"
         Logistic only. ``"fallback"`` (plink2's default ``firth-fallback``): a variant
         whose cases or controls carry no A1 allele or no other allele (separation: no
         finite maximum-likelihood estimate), or whose Newton fit does not converge, is
         refitted with Firth's penalized likelihood (:mod:`gwaslift.firth`) and flagged in
         the ``firth`` column. ``"no"`` (plink2 ``no-firth``): such variants are NaN with
-        errcode ``SEPARATION`` / ``LOGISTIC_CONVERGE_FAIL``. Firth refits run one variant
+        errcode ``SEPARATION`` / ``LOGISTIC_CONVERGE_FAIL``. ``"always"`` (plink2 ``--glm
+        firth``): every variant is a Firth fit (rare-variant studies). Firth fits run one variant
         at a time, ~15-30 ms each at 10,000 samples (7-15 evaluations of the penalized
         likelihood; linear in the sample count): in a cohort with many ultra-rare
         variants, filter on minor allele count first, as with plink2.

@@ -149,9 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="auto", choices=["auto", "linear", "logistic"])
     p.add_argument("--missing", default="drop", choices=["drop", "mean"],
                    help="missing genotypes: drop per SNP as plink2 (default) or mean-impute")
-    p.add_argument("--firth", default="fallback", choices=["fallback", "no"],
+    p.add_argument("--firth", default="fallback", choices=["fallback", "no", "always"],
                    help="logistic: refit separated / non-converged SNPs with Firth regression "
-                        "(plink2's default firth-fallback) or report them NA (plink2 no-firth)")
+                        "(plink2's default firth-fallback), report them NA (plink2 no-firth), or "
+                        "fit every SNP with Firth (plink2 firth)")
 
     p = sub.add_parser("epistasis", help="test the product of every SNP pair (a score test, with covariates)")
     _common(p, "output prefix: <out>.epi.tsv (the top pairs), <out>.epi.snps.tsv (each SNP's strongest pair)")

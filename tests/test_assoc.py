@@ -663,6 +663,24 @@ def test_firth_fallback_matches_plink2(plink2, tmp_path):
     assert mean.loc[sep, "firth"].all() and (mean.loc[sep, "errcode"] == "").all()
 
 
+def test_firth_always_matches_plink2_firth(plink2, tmp_path):
+    """firth="always" = plink2 --glm firth: every variant a Firth fit, to plink2's looser
+    convergence (~1e-3 SE); separated or not, rare or common."""
+    G, C, y = _separation_cohort()
+    g = _write_bfile(tmp_path / "g", G)
+    pheno, covar = _write_pheno_covar(tmp_path, g.samples, {"b": y + 1}, C)
+    _plink2_glm(plink2, tmp_path / "g", pheno, covar, tmp_path / "f", "firth")
+    ref = read_sumstats(tmp_path / "f.b.glm.firth")
+    res = linear_gwas(g, y, C, firth="always")
+    assert res["firth"].all() and (res["errcode"] == "").all() and (ref["errcode"] == "").all()
+    ref["firth"] = True  # plink2's .glm.firth has no FIRTH? column: every row is one
+    _assert_plink2_parity(res, ref)
+    # where ordinary ML is finite (s3-s6), Firth's estimate is pulled towards 0
+    ml = linear_gwas(g, y, C)
+    ok = [3, 4, 5, 6]
+    assert (np.abs(res.loc[ok, "beta"]) < np.abs(ml.loc[ok, "beta"])).all()
+
+
 def test_bad_arguments():
     G, C, yq, _ = _cohort(m=3)
     with pytest.raises(InputError, match="firth"):

@@ -22,7 +22,7 @@ def test_help_for_every_command(capsys):
 
 def test_bad_flags_exit_2(capsys):
     for argv in (["analyze", "--bfile", "x"], ["nonsense"], ["gwas", "--bfile", "x", "--out", "y", "--model", "probit"],
-                 ["gwas", "--bfile", "x", "--out", "y", "--firth", "always"],
+                 ["gwas", "--bfile", "x", "--out", "y", "--firth", "sometimes"],
                  ["train", "--bfile", "x", "--out", "y", "--hidden", "64by128"]):
         with pytest.raises(SystemExit) as info:
             main(argv)
