@@ -31,7 +31,7 @@ PAPER_L1 = [0.01, 0.1, 1.0, 10.0]
 
 DEFAULTS = dict(
     maf=0.01, geno=0.01, mind=0.02, hwe=None,
-    n_pcs=10, model="auto", missing="drop",
+    n_pcs=10, model="auto", missing="drop", firth="fallback",
     hidden=PAPER_HIDDEN, l1=PAPER_L1, seeds=[0, 1, 2, 3, 4], refit_seeds=[5, 6, 7, 8, 9],
     deep_covariates=True, epochs=100, patience=10, batch_size=256, lr=1e-3, l1_warmup=0, cross_fit=False,
     device="auto",
@@ -455,7 +455,7 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
     out : output directory; when given, it is checked for writability *before* any
         computation and ``Analysis.save(out)`` runs at the end.
     options : any of :data:`DEFAULTS` -- QC thresholds (``maf, geno, mind, hwe``), ``n_pcs``,
-        GWAS ``model`` and ``missing`` rule, the grid (``hidden, l1``), ``seeds`` and
+        GWAS ``model``, ``missing`` rule and ``firth`` mode (:func:`gwaslift.linear_gwas`), the grid (``hidden, l1``), ``seeds`` and
         ``refit_seeds``, ``deep_covariates`` (feed PCs and covariates to the network as
         unpenalized inputs), training options (``epochs, patience, batch_size, lr, l1_warmup, device``;
         ``cross_fit``: cross-fitted refits, one fold per refit seed -- :func:`gwaslift.deep.refit`;
@@ -521,7 +521,8 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
     covariates = covariates if covariates.shape[1] else None
 
     stage("gwas")
-    sumstats = linear_gwas(gq, y, covariates, model=cfg["model"], missing=cfg["missing"], progress=progress)
+    sumstats = linear_gwas(gq, y, covariates, model=cfg["model"], missing=cfg["missing"], firth=cfg["firth"],
+                           progress=progress)
     model = sumstats.attrs.get("model") or ("logistic" if set(np.unique(y[np.isfinite(y)])) <= {0.0, 1.0}
                                              else "linear")
 
