@@ -215,7 +215,7 @@ class Design:
         from dask.base import tokenize
 
         return ("gwaslift.Design", self.model, self.missing, tokenize(self.y), tokenize(self.Q),
-                tokenize(self.sample_idx), self.n_file, self.vif, self.max_corr)
+                tokenize(self.sample_idx), self.n_file, self.vif, self.max_corr, self.firth)
 
 
 def _tri_products(Q: np.ndarray, tri) -> np.ndarray:
