@@ -600,7 +600,7 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
 
     Separated variants, and fits that do not converge or whose information matrix is
     singular, are refitted one by one with Firth's penalized likelihood
-    (:func:`gwaslift.firth.firth_logistic`) when ``design.firth == "fallback"`` (plink2's
+    (:func:`gwaslift.firth.firth_logistic_batch`) when ``design.firth == "fallback"`` (plink2's
     default ``firth-fallback``); a Firth fit that fails is ``FIRTH_CONVERGE_FAIL``. With
     ``"no"`` (plink2 ``no-firth``) they are NaN, errcode ``SEPARATION`` or
     ``LOGISTIC_CONVERGE_FAIL``. With ``"always"`` (plink2 ``--glm firth``) every variant
@@ -678,15 +678,15 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     err[(err == _OK) & ~sep & ~(se > 0)] = _NOCONV
     firth = np.zeros(B)
     if design.firth != "no":
-        from .firth import firth_logistic  # scipy.linalg, imported only when needed
+        from .firth import firth_logistic_batch  # scipy.linalg, imported only when needed
 
-        for j in np.flatnonzero(((err == _OK) & sep) | (err == _NOCONV)):
-            rows = slice(None) if not has_miss else miss[j] == 0
-            X = np.column_stack([design.Q[rows], D[j, rows]])
-            th, se[j], ok = firth_logistic(X, design.y[rows], np.append(design.a0, 0.0))
-            beta[j] = th[-1]
-            err[j] = _OK if ok else _FIRTH_FAIL
-            firth[j] = 1.0
+        refit = np.flatnonzero(((err == _OK) & sep) | (err == _NOCONV))
+        if len(refit):
+            M = None if not has_miss else 1.0 - miss[refit]
+            beta[refit], se[refit], ok = firth_logistic_batch(design.Q, D[refit], M, design.y, design.a0,
+                                                              design.Kw, design.tri)
+            err[refit] = np.where(ok, _OK, _FIRTH_FAIL)
+            firth[refit] = 1.0
     with np.errstate(invalid="ignore"):
         stat = beta / se
     out = np.column_stack([nobs, s1, beta, se, stat, err.astype(np.float64), firth])
