@@ -47,6 +47,9 @@ sys.path.insert(0, str(ROOT))
 import gwaslift  # noqa: E402
 from gwaslift.io.sumstats import read_sumstats  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from linear_vs_plink2 import loadavg  # noqa: E402  (the same load-average column)
+
 DATA = ROOT / "benchmarks" / "data"
 K = 10
 
@@ -121,13 +124,6 @@ def compare(ours: pd.DataFrame, ref: pd.DataFrame) -> dict:
         "beta_ordinary_max": float(scaled[ok & ~firth].max()) if (ok & ~firth).any() else float("nan"),
         "se_firth_rel_max": float(se_rel[sel].max()) if sel.any() else float("nan"),
     }
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def main():

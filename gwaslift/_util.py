@@ -103,6 +103,25 @@ def load_numba_module(importer, fallback: str):
         return None
 
 
+class LazyKernel:
+    """A numba kernel function loaded on first use. ``get()`` returns it, or None where the
+    module cannot be loaded (warned once, by :func:`load_numba_module`); the caller then
+    runs its numpy path. ``importer`` is called at load time (pass a lambda that calls a
+    module-level function, so that tests can replace that function).
+    """
+
+    def __init__(self, importer, name: str):
+        self._importer = importer
+        self._name = name
+        self._fn = None  # None: not tried yet; False: unavailable
+
+    def get(self):
+        if self._fn is None:
+            mod = load_numba_module(self._importer, fallback="numpy")
+            self._fn = getattr(mod, self._name) if mod is not None else False
+        return self._fn or None
+
+
 def check_writable_dir(d: str | os.PathLike) -> Path:
     """Create directory ``d`` if needed and prove a file can be written there.
 

@@ -97,7 +97,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._util import blas_threads, progress_bar, progress_enabled
+from ._util import LazyKernel, blas_threads, progress_bar, progress_enabled
 from .errors import InputError
 from .io.packed import BYTE_TO_CODES, CODE_TO_DOSAGE, unpack_codes
 
@@ -802,7 +802,7 @@ def chunk_stats(packed: np.ndarray, design: Design, max_iter: int = 25) -> np.nd
     results.
     """
     packed = np.asarray(packed)
-    if design.model == "linear" and design.file_row is not None and _linear_numba() is not None:
+    if design.model == "linear" and design.file_row is not None and LINEAR_KERNEL.get() is not None:
         return _linear_packed(packed, design)
     out = np.empty((packed.shape[0], _NSTAT))
     sb = _sub_block(design.n)
@@ -816,24 +816,15 @@ def chunk_stats(packed: np.ndarray, design: Design, max_iter: int = 25) -> np.nd
 #: (block, c, c) arrays of the statistics.
 NUMBA_BLOCK = 1024
 
-_LINEAR_NUMBA = None
-
-
-def _linear_numba():
-    """The numba kernel ``_assoc_kernels.linear_sums``, or None (warned once) where it
-    cannot be loaded; the numpy path (:func:`linear_kernel`) then runs."""
-    global _LINEAR_NUMBA
-    if _LINEAR_NUMBA is None:
-        from ._util import load_numba_module
-
-        mod = load_numba_module(_import_kernels, fallback="numpy")
-        _LINEAR_NUMBA = mod.linear_sums if mod is not None else False
-    return _LINEAR_NUMBA or None
-
 
 def _import_kernels():
     from . import _assoc_kernels
     return _assoc_kernels
+
+
+#: The numba kernel ``_assoc_kernels.linear_sums`` (None from ``get()`` where it cannot be
+#: loaded: the numpy path, :func:`linear_kernel`, then runs).
+LINEAR_KERNEL = LazyKernel(lambda: _import_kernels(), "linear_sums")
 
 
 def _linear_packed(packed: np.ndarray, design: Design) -> np.ndarray:
@@ -841,7 +832,7 @@ def _linear_packed(packed: np.ndarray, design: Design) -> np.ndarray:
     straight from the packed rows, then :func:`_linear_stats`. Variants with and without
     missing calls take their own branch of it, so a variant's result never depends on
     its neighbours (the numpy path treats a whole block as having missing calls)."""
-    kernel = _linear_numba()
+    kernel = LINEAR_KERNEL.get()
     B = packed.shape[0]
     c = design.c
     n = design.n
@@ -1147,7 +1138,7 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
                                  "pos": np.zeros(m, np.int64), "a1": [None] * m, "a2": [None] * m})
 
     if is_geno and model == "linear":
-        _linear_numba()  # load (or warn) once here, not in the first worker threads
+        LINEAR_KERNEL.get()  # load (or warn) once here, not in the first worker threads
     d_design = dask.delayed(design, pure=True)
     tasks = [dask.delayed(fn, pure=True)(blk, d_design, max_iter) for blk in blocks]
     import dask.threaded

@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from ._util import progress_enabled
+from ._util import LazyKernel, progress_enabled
 from .io.packed import unpack_codes
 from .io.plink import Genotypes, normalize_chrom
 
@@ -197,7 +197,7 @@ def count_packed(packed: np.ndarray, n_samples: int, sample_idx: np.ndarray | No
         tail = None
     else:
         n_sel = int(n_samples)
-        kernel = _count_kernel()
+        kernel = COUNT_KERNEL.get()
         if kernel is not None:
             var3 = np.zeros((v, 3), dtype=np.int64)
             samp = np.zeros(n_sel, dtype=np.int64)
@@ -238,24 +238,14 @@ def _with_hom_a1(var3: np.ndarray, n: int) -> np.ndarray:
     return counts
 
 
-_COUNT_KERNEL = None
-
-
-def _count_kernel():
-    """The numba kernel ``_qc_kernels.count_rows``, or None (warned once) where it cannot
-    be loaded; the numpy path of :func:`count_packed` then runs."""
-    global _COUNT_KERNEL
-    if _COUNT_KERNEL is None:
-        from ._util import load_numba_module
-
-        mod = load_numba_module(_import_kernels, fallback="numpy")
-        _COUNT_KERNEL = mod.count_rows if mod is not None else False
-    return _COUNT_KERNEL or None
-
-
 def _import_kernels():
     from . import _qc_kernels
     return _qc_kernels
+
+
+#: The numba kernel ``_qc_kernels.count_rows`` (None from ``get()`` where it cannot be
+#: loaded: :func:`count_packed`'s numpy path then runs).
+COUNT_KERNEL = LazyKernel(lambda: _import_kernels(), "count_rows")
 
 
 @dataclass(frozen=True)
@@ -313,7 +303,7 @@ def genotype_counts(genotypes: Genotypes, progress: bool | None = None) -> Genot
     genotypes = genotypes.with_chunks(min(max(genotypes.variant_chunk, rows), 4 * genotypes.variant_chunk))
     # one key for the sample index array, referenced by every task (not copied into each)
     idx = dask.delayed(sample_idx, pure=True) if sample_idx is not None else None
-    _count_kernel()  # load (or warn) once here, not in the first worker threads
+    COUNT_KERNEL.get()  # load (or warn) once here, not in the first worker threads
     count = dask.delayed(count_packed, pure=True, nout=2)
     parts = [count(blk, genotypes.source.n_samples, idx) for blk in genotypes.packed.to_delayed().ravel()]
     variant = dask.delayed(np.concatenate, pure=True)([p[0] for p in parts], axis=0)

@@ -391,7 +391,7 @@ def _numpy_path(monkeypatch):
     """Make chunk_stats take the numpy decode-and-BLAS path (as without numba)."""
     from gwaslift import assoc
 
-    monkeypatch.setattr(assoc, "_LINEAR_NUMBA", False)
+    monkeypatch.setattr(assoc.LINEAR_KERNEL, "_fn", False)  # the numpy path
 
 
 @pytest.mark.parametrize("missing", ["drop", "mean"])
@@ -416,7 +416,7 @@ def test_numba_linear_kernel_equals_numpy_path(tmp_path, monkeypatch, missing):
     C = pd.DataFrame({"u": rng.normal(size=n), "age": rng.uniform(20, 80, n),
                       "batch": pd.Categorical(batch.astype(str))})
     y = 0.4 * np.nan_to_num(G[:, 0]) + rng.normal(size=n)
-    assert assoc._linear_numba() is not None  # numba is a dependency: the kernel is under test
+    assert assoc.LINEAR_KERNEL.get() is not None  # numba is a dependency: the kernel is under test
     sub = g.subset(samples=rng.permutation(n)[:150])
     for geno, yy, cc in ((g, y, C), (sub, y[sub.sample_idx], C.iloc[sub.sample_idx])):
         fast = linear_gwas(geno, yy, cc.reset_index(drop=True), missing=missing)
@@ -473,7 +473,7 @@ def test_kernel_that_cannot_load_falls_back_to_numpy(dummy_bfile, monkeypatch):
         raise RuntimeError("cannot cache function: no locator available")
 
     monkeypatch.setattr(assoc, "_import_kernels", broken)
-    monkeypatch.setattr(assoc, "_LINEAR_NUMBA", None)
+    monkeypatch.setattr(assoc.LINEAR_KERNEL, "_fn", None)  # not tried yet
     with pytest.warns(RuntimeWarning, match="numba CPU kernels are unavailable.*numpy"):
         slow = linear_gwas(g, y)
     pd.testing.assert_frame_equal(fast, slow, check_exact=False, rtol=1e-10)
