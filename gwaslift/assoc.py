@@ -586,7 +586,8 @@ def _linear_stats(b, gy, s1, s2, nobs, corr, design: Design) -> np.ndarray:
 
 
 def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
-                    max_iter: int = 25, tol: float = 1e-10, sep: np.ndarray | None = None) -> np.ndarray:
+                    max_iter: int = 25, tol: float = 1e-10, sep: np.ndarray | None = None,
+                    pending: list | None = None) -> np.ndarray:
     """Per-variant logistic regression (Wald test) for one block, Newton-Raphson batched.
 
     Parameters as in :func:`linear_kernel` (``design.model == "logistic"``, y 0/1).
@@ -605,7 +606,10 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     ``"no"`` (plink2 ``no-firth``) they are NaN, errcode ``SEPARATION`` or
     ``LOGISTIC_CONVERGE_FAIL``. With ``"always"`` (plink2 ``--glm firth``) every variant
     is a Firth fit. ``sep`` (B,) bool: the separation verdicts when the caller made them
-    (mean imputation judges the observed calls, not the imputed dosages).
+    (mean imputation judges the observed calls, not the imputed dosages). ``pending``: a
+    list to append the Firth refits to instead of fitting them here, as ``(rows, dosages,
+    observed mask or None)``, so that the caller fits a whole chunk's in one batch
+    (:func:`_fit_pending`; their rows of the result are filled there).
 
     Returns (B, 7) float64: n, a1 count, beta, se, z, errcode index, Firth flag.
     """
@@ -683,9 +687,12 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
         refit = np.flatnonzero(((err == _OK) & sep) | (err == _NOCONV))
         if len(refit):
             M = None if not has_miss else 1.0 - miss[refit]
-            beta[refit], se[refit], ok = firth_logistic_batch(design.Q, D[refit], M, design.y, design.a0,
-                                                              design.Kw, design.tri)
-            err[refit] = np.where(ok, _OK, _FIRTH_FAIL)
+            if pending is not None:
+                pending.append((refit, D[refit], M))
+            else:
+                beta[refit], se[refit], ok = firth_logistic_batch(design.Q, D[refit], M, design.y, design.a0,
+                                                                  design.Kw, design.tri)
+                err[refit] = np.where(ok, _OK, _FIRTH_FAIL)
             firth[refit] = 1.0
     with np.errstate(invalid="ignore"):
         stat = beta / se
@@ -768,7 +775,7 @@ def decode_block(packed: np.ndarray, n_file: int, sample_idx: np.ndarray | None)
     return D, (m.astype(np.float64) if m.any() else None)
 
 
-def _kernel(D, miss, design, max_iter):
+def _kernel(D, miss, design, max_iter, pending=None):
     if design.missing == "mean" and miss is not None:
         # mean imputation: fill with the observed mean, then test as if nothing were missing
         nm = miss.sum(axis=1, dtype=np.float64)
@@ -781,7 +788,7 @@ def _kernel(D, miss, design, max_iter):
         D = D + miss * np.nan_to_num(mu)[:, None]
         # the imputed A1 count over all n samples is n * mu: a1_freq stays the observed one
         out = (linear_kernel(D, None, design) if design.model == "linear"
-               else logistic_kernel(D, None, design, max_iter=max_iter, sep=sep))
+               else logistic_kernel(D, None, design, max_iter=max_iter, sep=sep, pending=pending))
         # a variant with no observed call stays ALL_MISSING (n = 0), not "n samples"
         allmiss = nobs == 0
         out[allmiss, 0] = 0
@@ -790,7 +797,52 @@ def _kernel(D, miss, design, max_iter):
         return out
     if design.model == "linear":
         return linear_kernel(D, miss, design)
-    return logistic_kernel(D, miss, design, max_iter=max_iter)
+    return logistic_kernel(D, miss, design, max_iter=max_iter, pending=pending)
+
+
+#: Firth refits fitted together at most (rows x samples elements): each (rows, samples)
+#: float64 work array of the batch stays near 16 MB (it holds about a dozen).
+FIRTH_BATCH_ELEMENTS = 1 << 21
+
+
+def _blocks_with_pending_firth(blocks, out, design, max_iter):
+    """Run :func:`_kernel` on ``(start, D, miss)`` blocks into ``out``, then the chunk's
+    Firth refits in batches (one batch per block left most of them with ~2 variants,
+    where the fit's fixed costs dominate: 1.8 s of a 6.2 s rare-variant run). Memory: the
+    deferred rows are float64 copies, at most twice the chunk's float32 dosages (every
+    variant deferred, ``firth="always"``)."""
+    firth_later = design.model == "logistic" and design.firth != "no"
+    pending = [] if firth_later else None
+    for start, D, miss in blocks:
+        k = len(pending) if firth_later else 0
+        out[start:start + len(D)] = _kernel(D, miss, design, max_iter, pending)
+        if firth_later:
+            pending[k:] = [(rows + start, d, m) for rows, d, m in pending[k:]]
+    if pending:
+        _fit_pending(out, pending, design)
+    return out
+
+
+def _fit_pending(out, pending, design) -> None:
+    """Fit the deferred Firth refits ``pending`` (see :func:`logistic_kernel`) and write
+    their rows of ``out`` (beta, se, z, errcode)."""
+    from .firth import firth_logistic_batch  # scipy.linalg, imported only when needed
+
+    rows = np.concatenate([r for r, _, _ in pending])
+    D = np.concatenate([d for _, d, _ in pending])
+    M = None
+    if any(m is not None for _, _, m in pending):
+        M = np.concatenate([np.ones_like(d) if m is None else m for _, d, m in pending])
+    step = max(1, FIRTH_BATCH_ELEMENTS // D.shape[1])
+    for s in range(0, len(rows), step):
+        sl = slice(s, s + step)
+        beta, se, ok = firth_logistic_batch(design.Q, D[sl], None if M is None else M[sl], design.y,
+                                            design.a0, design.Kw, design.tri)
+        r = rows[sl]
+        with np.errstate(invalid="ignore"):
+            out[r, 2:5] = np.column_stack([beta, se, beta / se])
+        out[r, 5] = np.where(ok, _OK, _FIRTH_FAIL)
+        out[r[~ok], 2:5] = np.nan
 
 
 def chunk_stats(packed: np.ndarray, design: Design, max_iter: int = 25) -> np.ndarray:
@@ -806,10 +858,9 @@ def chunk_stats(packed: np.ndarray, design: Design, max_iter: int = 25) -> np.nd
         return _linear_packed(packed, design)
     out = np.empty((packed.shape[0], _NSTAT))
     sb = _sub_block(design.n)
-    for s in range(0, packed.shape[0], sb):
-        D, miss = decode_block(packed[s:s + sb], design.n_file, design.sample_idx)
-        out[s:s + sb] = _kernel(D, miss, design, max_iter)
-    return out
+    blocks = ((s, *decode_block(packed[s:s + sb], design.n_file, design.sample_idx))
+              for s in range(0, packed.shape[0], sb))
+    return _blocks_with_pending_firth(blocks, out, design, max_iter)
 
 
 #: Variants per call of the numba kernel: bounds its (block, ~c^2/2) outputs and the
@@ -881,13 +932,14 @@ def dosage_chunk_stats(dosage: np.ndarray, design: Design, max_iter: int = 25) -
         X = X[design.sample_idx]
     out = np.empty((X.shape[1], _NSTAT))
     sb = _sub_block(design.n)
-    for s in range(0, X.shape[1], sb):
-        blk = np.ascontiguousarray(X[:, s:s + sb].T)
-        m = np.isnan(blk)
-        miss = m.astype(np.float64) if m.any() else None
-        D = np.where(m, 0.0, blk)
-        out[s:s + sb] = _kernel(D, miss, design, max_iter)
-    return out
+
+    def blocks():
+        for s in range(0, X.shape[1], sb):
+            blk = np.ascontiguousarray(X[:, s:s + sb].T)
+            m = np.isnan(blk)
+            yield s, np.where(m, 0.0, blk), (m.astype(np.float64) if m.any() else None)
+
+    return _blocks_with_pending_firth(blocks(), out, design, max_iter)
 
 
 # --------------------------------------------------------------------------------------
