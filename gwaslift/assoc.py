@@ -1119,10 +1119,10 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         refitted with Firth's penalized likelihood (:mod:`gwaslift.firth`) and flagged in
         the ``firth`` column. ``"no"`` (plink2 ``no-firth``): such variants are NaN with
         errcode ``SEPARATION`` / ``LOGISTIC_CONVERGE_FAIL``. ``"always"`` (plink2 ``--glm
-        firth``): every variant is a Firth fit (rare-variant studies). Firth fits run one variant
-        at a time, ~15-30 ms each at 10,000 samples (7-15 evaluations of the penalized
-        likelihood; linear in the sample count): in a cohort with many ultra-rare
-        variants, filter on minor allele count first, as with plink2.
+        firth``): every variant is a Firth fit (rare-variant studies). A Firth fit costs
+        ~5 ms of CPU per variant at 10,000 samples (batched per chunk; linear in the sample
+        count; benchmarks/results/firth.md): about plink2's cost. In a cohort with many
+        ultra-rare variants, filter on minor allele count first, as with plink2.
 
     Returns
     -------
