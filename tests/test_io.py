@@ -216,6 +216,15 @@ def test_non_integer_position(fileset):
     expect_error(fileset, "x.bim", "line 5", "integer base-pair position")
 
 
+@pytest.mark.parametrize("field, value, what", [(3, "12a", "integer base-pair position"),
+                                                 (3, "nan", "integer base-pair position"),
+                                                 (2, "NA", "a number (centimorgans)")])
+def test_text_in_a_numeric_bim_column(fileset, field, value, what):
+    """The fast parser reads cm and pos as numbers: text there must still name the line."""
+    edit_line(Path(f"{fileset}.bim"), 6, lambda line: set_field(line, field, value))
+    expect_error(fileset, "x.bim", "line 7", what)
+
+
 def test_malformed_fam_row(fileset):
     edit_line(Path(f"{fileset}.fam"), 2, lambda line: line + " extra")
     expect_error(fileset, "x.fam", "line 3")
