@@ -34,8 +34,8 @@ Rules (documented here once):
   matrix is singular, is refitted with Firth's penalized likelihood (finite whatever the
   data), Wald test from ``(X'WX)^-1`` at the Firth estimate, and flagged ``firth = True``.
   Our Firth fit runs until its score is below 1e-9 standard errors; plink2's stops
-  earlier, so the two agree to ~1e-3 SE, not to its printed digits. One difference by design: where plink2 stops
-  Newton at its iteration limit and prints the unfinished iterate with errcode
+  earlier, so the two agree to ~1e-3 SE, not to its printed digits. One difference by
+  design: where plink2 stops Newton at its iteration limit and prints the unfinished iterate with errcode
   ``UNFINISHED`` (quasi-separation, e.g. all carriers of one genotype are cases), we report
   the Firth fit. ``firth="no"`` is plink2's ``no-firth``: NaN with errcode
   ``SEPARATION`` or ``LOGISTIC_CONVERGE_FAIL``.
@@ -600,11 +600,11 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     (:func:`_separated`).
 
     Separated variants, and fits that do not converge or whose information matrix is
-    singular, are refitted one by one with Firth's penalized likelihood
-    (:func:`gwaslift.firth.firth_logistic_batch`) when ``design.firth == "fallback"`` (plink2's
-    default ``firth-fallback``); a Firth fit that fails is ``FIRTH_CONVERGE_FAIL``. With
-    ``"no"`` (plink2 ``no-firth``) they are NaN, errcode ``SEPARATION`` or
-    ``LOGISTIC_CONVERGE_FAIL``. With ``"always"`` (plink2 ``--glm firth``) every variant
+    singular, are refitted together with Firth's penalized likelihood
+    (:func:`_fit_pending`, :func:`gwaslift.firth.firth_logistic_batch`) when
+    ``design.firth == "fallback"`` (plink2's default ``firth-fallback``); a Firth fit
+    that fails is ``FIRTH_CONVERGE_FAIL``. With ``"no"`` (plink2 ``no-firth``) they are
+    NaN, errcode ``SEPARATION`` or ``LOGISTIC_CONVERGE_FAIL``. With ``"always"`` (plink2 ``--glm firth``) every variant
     is a Firth fit. ``sep`` (B,) bool: the separation verdicts when the caller made them
     (mean imputation judges the observed calls, not the imputed dosages). ``pending``: a
     list to append the Firth refits to instead of fitting them here, as ``(rows, dosages,
@@ -681,23 +681,19 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
         se = np.sqrt(inv_bb)
     err[(err == _OK) & ~sep & ~(se > 0)] = _NOCONV
     firth = np.zeros(B)
+    own = []  # this block's refits, when the caller does not collect them
     if design.firth != "no":
-        from .firth import firth_logistic_batch  # scipy.linalg, imported only when needed
-
         refit = np.flatnonzero(((err == _OK) & sep) | (err == _NOCONV))
         if len(refit):
-            M = None if not has_miss else 1.0 - miss[refit]
-            if pending is not None:
-                pending.append((refit, D[refit], M))
-            else:
-                beta[refit], se[refit], ok = firth_logistic_batch(design.Q, D[refit], M, design.y, design.a0,
-                                                                  design.Kw, design.tri)
-                err[refit] = np.where(ok, _OK, _FIRTH_FAIL)
+            (own if pending is None else pending).append(
+                (refit, D[refit], None if not has_miss else 1.0 - miss[refit]))
             firth[refit] = 1.0
     with np.errstate(invalid="ignore"):
         stat = beta / se
     out = np.column_stack([nobs, s1, beta, se, stat, err.astype(np.float64), firth])
     out[err != _OK, 2:5] = np.nan
+    if own:
+        _fit_pending(out, own, design)
     return out
 
 
@@ -775,6 +771,16 @@ def decode_block(packed: np.ndarray, n_file: int, sample_idx: np.ndarray | None)
     return D, (m.astype(np.float64) if m.any() else None)
 
 
+def _keep_all_missing(out, nobs):
+    """Mean imputation: a variant with no observed call stays ALL_MISSING (n = 0), not a
+    test of n imputed samples. Sets and returns ``out`` (B, _NSTAT)."""
+    allmiss = nobs == 0
+    out[allmiss, 0] = 0
+    out[allmiss, 2:5] = np.nan
+    out[allmiss, 5] = _ALL_MISSING
+    return out
+
+
 def _kernel(D, miss, design, max_iter, pending=None):
     if design.missing == "mean" and miss is not None:
         # mean imputation: fill with the observed mean, then test as if nothing were missing
@@ -784,17 +790,13 @@ def _kernel(D, miss, design, max_iter, pending=None):
             mu = D.sum(axis=1) / nobs
         # separation is judged on the observed calls: an imputed mean dosage in the other
         # class would make the MLE finite (and absurd) without any information
-        sep = _separated(D, miss, nobs, design) if design.model == "logistic" else None
+        sep = (_separated(D, miss, nobs, design)
+               if design.model == "logistic" and design.firth != "always" else None)
         D = D + miss * np.nan_to_num(mu)[:, None]
         # the imputed A1 count over all n samples is n * mu: a1_freq stays the observed one
         out = (linear_kernel(D, None, design) if design.model == "linear"
                else logistic_kernel(D, None, design, max_iter=max_iter, sep=sep, pending=pending))
-        # a variant with no observed call stays ALL_MISSING (n = 0), not "n samples"
-        allmiss = nobs == 0
-        out[allmiss, 0] = 0
-        out[allmiss, 2:5] = np.nan
-        out[allmiss, 5] = _ALL_MISSING
-        return out
+        return _keep_all_missing(out, nobs)
     if design.model == "linear":
         return linear_kernel(D, miss, design)
     return logistic_kernel(D, miss, design, max_iter=max_iter, pending=pending)
@@ -906,11 +908,8 @@ def _linear_packed(packed: np.ndarray, design: Design) -> np.ndarray:
             G = G + mu[:, None] * VM
             s2 = s2 + nm * mu * mu
             s1 = s1 + nm * mu
-            res = _linear_stats(G[:, :c], G[:, c], s1, s2, np.full(b, float(n)), None, design)
-            allmiss = nobs == 0  # stays ALL_MISSING (n = 0), as in _kernel
-            res[allmiss, 0] = 0
-            res[allmiss, 2:5] = np.nan
-            res[allmiss, 5] = _ALL_MISSING
+            res = _keep_all_missing(
+                _linear_stats(G[:, :c], G[:, c], s1, s2, np.full(b, float(n)), None, design), nobs)
         else:
             res = np.empty((b, _NSTAT))
             some = nm > 0

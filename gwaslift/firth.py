@@ -191,22 +191,31 @@ def firth_logistic_batch(Q: np.ndarray, G: np.ndarray, M: np.ndarray | None, y: 
     calls cost more than the arithmetic and hold the GIL (measured: 5.5 ms per variant at
     10,000 samples, and two threads no faster than one).
     """
+    from .assoc import _unpack_sym as _unpack  # (B, T) triangle values -> (B, c, c)
+
     Q = np.asarray(Q, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     B, n = G.shape
     c = Q.shape[1]
     p = c + 1
     ti, tj = tri
-    M = np.ones((B, n)) if M is None else np.asarray(M, dtype=np.float64)
+    has_miss = M is not None
     # the genotype's part orthogonal to the covariates on each variant's observed samples
     # (same beta and SE; conditioning, as in firth_logistic)
-    QMQ = _unpack(M @ K, c, tri)
-    Gm = np.where(M > 0, G, 0.0)
+    if has_miss:
+        M = np.asarray(M, dtype=np.float64)
+        QMQ = _unpack(M @ K, c, tri)
+        Gm = np.where(M > 0, G, 0.0)
+    else:
+        QMQ = np.broadcast_to(Q.T @ Q, (B, c, c))
+        Gm = np.asarray(G, dtype=np.float64)
     try:
         a = np.linalg.solve(QMQ, (Gm @ Q)[..., None])[..., 0]
     except np.linalg.LinAlgError:
         a = np.stack([np.linalg.lstsq(QMQ[b], Gm[b] @ Q, rcond=None)[0] for b in range(B)])
-    Gp = (Gm - a @ Q.T) * M
+    Gp = Gm - a @ Q.T
+    if has_miss:
+        Gp *= M
     norm = np.sqrt((Gm * Gm).sum(axis=1))
     beta = np.full(B, np.nan)
     se = np.full(B, np.nan)
@@ -215,7 +224,6 @@ def firth_logistic_batch(Q: np.ndarray, G: np.ndarray, M: np.ndarray | None, y: 
     # multiplicity of each upper-triangle entry in a quadratic form q' A q
     mult = np.where(ti == tj, 1.0, 2.0)
     KT, QT = np.ascontiguousarray(K.T), np.ascontiguousarray(Q.T)
-    has_miss = not bool((M > 0).all())
 
     def state(theta, Gr, Mr):
         """(pen, U, H, Hinv) at theta (b, p) for the variants with orthogonalized dosages
@@ -348,15 +356,6 @@ def firth_logistic_batch(Q: np.ndarray, G: np.ndarray, M: np.ndarray | None, y: 
     beta[~ok] = np.nan
     se[~ok] = np.nan
     return beta, se, ok
-
-
-def _unpack(vals, c, tri):
-    """(B, T) upper-triangle values -> (B, c, c) symmetric matrices."""
-    out = np.empty(vals.shape[:-1] + (c, c))
-    i, j = tri
-    out[..., i, j] = vals
-    out[..., j, i] = vals
-    return out
 
 
 def _cholesky(H):
