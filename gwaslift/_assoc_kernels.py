@@ -1,19 +1,29 @@
-"""numba kernel of the linear GWAS: one chunk's per-variant sums straight from packed .bed
-rows (:func:`gwaslift.assoc.linear_kernel` computes the same from decoded blocks; the
-statistics are computed from the sums in assoc.py).
+"""numba kernels of the per-variant regressions.
 
-A module of its own so that numba can cache the compiled kernel on disk (module-level
+* :func:`linear_sums`: one chunk's per-variant sums of the linear GWAS straight from packed
+  .bed rows (:func:`gwaslift.assoc.linear_kernel` computes the same from decoded blocks;
+  the statistics are computed from the sums in assoc.py).
+* :func:`logistic_start_sums` and :func:`logistic_score_info`: the sums a logistic fit
+  starts from, and one Newton iteration's score and information, per variant of a decoded
+  block (``assoc._start_sums`` and ``assoc._score_info``; the numpy path is
+  ``assoc._logistic_grad_hess``).
+
+A module of its own so that numba can cache the compiled kernels on disk (module-level
 functions) and so that importing it is the one place that needs numba: assoc.py loads it
 lazily (``_util.load_numba_module``) and keeps its numpy path where it cannot be loaded.
 
-Why a kernel: the numpy path decodes blocks of 32 variants to float64 and hands
+Why kernels: the numpy path decodes blocks of 32 variants to float64 and hands
 ``D @ [Q, y, 1]`` to BLAS, whose GEMM is poorly blocked for this skinny shape (OpenBLAS ran
 (32, 10,000) x (10,000, 13) at ~7 GFLOP/s on one core), and its many small numpy calls
 hold the GIL, so that two Dask threads did not run in parallel; missing calls cost a dense
-``(B, n) @ (n, ~c^2/2)`` product. Here one GIL-free pass decodes four variants into a
-cache-sized float64 scratch, forms their dot products with ``V``'s columns four at a time
-(16 independent sums: the loads of a dosage and of a ``V`` value are each used four
-times), and adds the correction rows of the missing samples only.
+``(B, n) @ (n, ~c^2/2)`` product. The linear kernel makes one GIL-free pass that decodes
+four variants into a cache-sized float64 scratch, forms their dot products with ``V``'s
+columns four at a time (16 independent sums: the loads of a dosage and of a ``V`` value
+are each used four times), and adds the correction rows of the missing samples only. A
+logistic Newton iteration made ~10 passes over (block, n) arrays in numpy (linear
+predictor, expit, residual, weights, their products with Q and the genotype); the kernel
+makes them in one pass over cache-sized tiles of samples, and leaves only the covariate
+block ``Q' W Q`` to a BLAS GEMM.
 """
 
 import numba as nb
@@ -170,3 +180,276 @@ def linear_sums(packed, n_file, row, Vt, K, G, KM, VM, cnt):
                     KM[j, k] += K[r, k]
                 for k in range(p4):
                     VM[j, k] += Vt[k, r]
+
+
+# --------------------------------------------------------------------------------------
+# logistic regression: one Newton iteration's score and information, fused per variant
+# --------------------------------------------------------------------------------------
+#: Samples per tile of the fused logistic pass: the tile's work arrays (a few x 8 KB) and
+#: the c rows of Q^T it reads stay in L1/L2.
+_TILE = 512
+
+# exp by Cody-Waite reduction: exp(x) = 2^k exp(r), |r| <= ln(2)/2, exp(r) by its Taylor
+# polynomial to degree 13 (truncation < 1e-17 relative), 2^k built from its exponent bits.
+# libm's exp is a call per element that LLVM cannot vectorize; this is plain arithmetic
+# that it can, and agrees with numpy's exp to a few ulp (tested).
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_EXP_CLAMP = 708.0   # exp(+-708) and 2^k are normal doubles; expit there is 0 or 1 to ~1e-308
+
+
+@nb.njit(inline="always", fastmath=_FAST)
+def _dot1x4(d, s0, s1, s2, s3):
+    """The dot products of one row ``d`` with four rows (all length n)."""
+    a0 = a1 = a2 = a3 = 0.0
+    for i in range(d.shape[0]):
+        x = d[i]
+        a0 += x * s0[i]
+        a1 += x * s1[i]
+        a2 += x * s2[i]
+        a3 += x * s3[i]
+    return a0, a1, a2, a3
+
+
+@nb.njit(inline="always", fastmath=_FAST)
+def _exp_tile(x, e, kbits, kval, m):
+    """e[:m] = exp(x[:m]) (x clamped to +-708); ``kbits`` (int64) and ``kval`` (its float64
+    view) are scratch of the same length."""
+    for t in range(m):
+        v = min(max(x[t], -_EXP_CLAMP), _EXP_CLAMP)
+        k = np.floor(v * _LOG2E + 0.5)
+        r = v - k * _LN2_HI - k * _LN2_LO
+        p = 1.0 / 6227020800.0
+        p = p * r + 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        p = p * r + 1.0
+        e[t] = p * r + 1.0
+        kbits[t] = (np.int64(k) + 1023) << 52
+    for t in range(m):
+        e[t] *= kval[t]
+
+
+# error_model="numpy": no ZeroDivisionError check per division, which kept the loop scalar
+@nb.njit(nogil=True, cache=True, fastmath=_FAST, error_model="numpy")
+def logistic_score_info(D, M, Qt, y, theta, idx, U, Hgc, Hgg, W):
+    """Score and information of the logistic model, variant by variant, except the
+    covariate block of the information (``W @ K``, left to BLAS's GEMM: it reuses each
+    sample's ``q_k q_l`` products across variants, which a per-variant loop cannot).
+
+    Parameters
+    ----------
+    D : (B, n) float64, A1 dosages (0 at missing calls).
+    M : (B, n) float64, 1 at missing calls (they add nothing); (0, 0) when none in D.
+    Qt : (c, n) float64, C-contiguous: the orthonormal covariate basis, transposed.
+    y : (n,) float64, 0/1 phenotype.
+    theta : (A, c + 1) coefficients (on Q's columns, then the genotype's).
+    idx : (A,) int64, the rows of D to fit.
+
+    Outputs (overwritten), row a for variant ``idx[a]``
+    ---------------------------------------------------
+    U : (A, c + 1) score: Q'(y - p), then g'(y - p).
+    Hgc : (A, c) g' W Q; Hgg : (A,) g' W g.
+    W : (A, n) weights p (1 - p), 0 at missing calls (the caller's ``W @ K`` is Q' W Q).
+
+    Each variant's sums run in a fixed order set by n alone: a variant's result does not
+    depend on the others fitted with it.
+    """
+    c, n = Qt.shape
+    has_m = M.shape[0] > 0
+    eta = np.empty(_TILE)
+    e = np.empty(_TILE)
+    kbits = np.empty(_TILE, np.int64)
+    kval = kbits.view(np.float64)
+    r = np.empty(_TILE)
+    wd = np.empty(_TILE)
+    for a in range(idx.shape[0]):
+        j = idx[a]
+        d = D[j]
+        w_out = W[a]
+        bg = theta[a, c]
+        for k in range(c + 1):
+            U[a, k] = 0.0
+        for k in range(c):
+            Hgc[a, k] = 0.0
+        ug = 0.0
+        hgg = 0.0
+        for i0 in range(0, n, _TILE):
+            m = min(_TILE, n - i0)
+            # tile views: indices from range() alone let LLVM vectorize the loops (an
+            # index like i0 + t keeps numba's negative-index check in each of them)
+            dt = d[i0:i0 + m]
+            for t in range(m):
+                eta[t] = -bg * dt[t]
+            # four covariates per pass over the tile (fewer loads and stores of eta)
+            k4 = c - c % 4
+            for k in range(0, k4, 4):
+                t0, t1, t2, t3 = theta[a, k], theta[a, k + 1], theta[a, k + 2], theta[a, k + 3]
+                q0, q1 = Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m]
+                q2, q3 = Qt[k + 2, i0:i0 + m], Qt[k + 3, i0:i0 + m]
+                for t in range(m):
+                    eta[t] -= t0 * q0[t] + t1 * q1[t] + t2 * q2[t] + t3 * q3[t]
+            for k in range(k4, c):
+                th = theta[a, k]
+                qt = Qt[k, i0:i0 + m]
+                for t in range(m):
+                    eta[t] -= th * qt[t]
+            _exp_tile(eta, e, kbits, kval, m)   # e = exp(-eta)
+            yt = y[i0:i0 + m]
+            for t in range(m):
+                p = 1.0 / (1.0 + e[t])
+                r[t] = yt[t] - p
+                wd[t] = p * p * e[t]            # p (1 - p) without the cancellation near p = 1
+            if has_m:  # missing calls add nothing (a loop of its own: branch-free loops vectorize)
+                mt = M[j, i0:i0 + m]
+                for t in range(m):
+                    obs = 1.0 - mt[t]
+                    r[t] *= obs
+                    wd[t] *= obs
+            wt = w_out[i0:i0 + m]
+            for t in range(m):
+                wt[t] = wd[t]
+                wd[t] *= dt[t]
+            for k in range(0, k4, 4):
+                q0, q1 = Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m]
+                q2, q3 = Qt[k + 2, i0:i0 + m], Qt[k + 3, i0:i0 + m]
+                u0 = u1 = u2 = u3 = h0 = h1 = h2 = h3 = 0.0
+                for t in range(m):
+                    rt, wt_ = r[t], wd[t]
+                    u0 += rt * q0[t]
+                    u1 += rt * q1[t]
+                    u2 += rt * q2[t]
+                    u3 += rt * q3[t]
+                    h0 += wt_ * q0[t]
+                    h1 += wt_ * q1[t]
+                    h2 += wt_ * q2[t]
+                    h3 += wt_ * q3[t]
+                U[a, k] += u0
+                U[a, k + 1] += u1
+                U[a, k + 2] += u2
+                U[a, k + 3] += u3
+                Hgc[a, k] += h0
+                Hgc[a, k + 1] += h1
+                Hgc[a, k + 2] += h2
+                Hgc[a, k + 3] += h3
+            for k in range(k4, c):
+                qt = Qt[k, i0:i0 + m]
+                su = 0.0
+                sh = 0.0
+                for t in range(m):
+                    su += r[t] * qt[t]
+                    sh += wd[t] * qt[t]
+                U[a, k] += su
+                Hgc[a, k] += sh
+            for t in range(m):
+                ug += r[t] * dt[t]
+                hgg += wd[t] * dt[t]
+        U[a, c] = ug
+        Hgg[a] = hgg
+
+
+# error_model="numpy": see logistic_score_info
+@nb.njit(nogil=True, cache=True, fastmath=_FAST, error_model="numpy")
+def logistic_start_sums(D, M, S, w0, Q, r0, G, s2w, KM, mcnt):
+    """Per-variant sums a logistic fit needs before its first Newton step (the step at
+    the covariate-only fit, whose weights ``w0`` every variant shares).
+
+    Parameters
+    ----------
+    D : (B, n) float64 dosages (0 at missing calls); M : (B, n) float64, 1 at missing
+        calls, or (0, 0) when none in D.
+    S : (p, n) float64, C-contiguous: the rows to sum against each dosage row; the last
+        one is the 0/1 phenotype.
+    w0, r0 : (n,) float64, null-fit weights and residuals; Q : (n, c) float64, the
+        orthonormal covariate basis (C-contiguous).
+
+    Outputs (overwritten)
+    ---------------------
+    G : (B, p) ``D @ S.T``.
+    s2w : (B, 2) sum of d^2 and sum of w0 d^2.
+    KM : (B, 2T + c + 1), T = c (c + 1) / 2, sums over the variant's missing calls of
+        the rows of ``Design.Kmiss`` (logistic): ``w0 q_a q_b`` (a <= b, row-major upper
+        triangle), ``r0 q_a``, 0, ``q_a q_b``. Formed from the sample's row of Q (88 bytes
+        at c = 11, in cache) rather than read from Kmiss (over 1 KB a sample).
+    mcnt : (B, 2) number of missing calls and the sum of y over them.
+
+    Fixed summation order per variant (set by n), as in :func:`logistic_score_info`.
+    """
+    B, n = D.shape
+    p = S.shape[0]
+    c = Q.shape[1]
+    T = c * (c + 1) // 2
+    y = S[p - 1]
+    has_m = M.shape[0] > 0
+    zero = np.zeros(n)
+    accW, accK, accR = np.empty((c, c)), np.empty((c, c)), np.empty(c)
+    where = np.empty(n, np.int64)
+    for j0 in range(0, B, 4):
+        # four variants against four rows at a time: each load is used four times
+        nv = min(4, B - j0)
+        d0 = D[j0]
+        d1 = D[j0 + 1] if nv > 1 else zero
+        d2 = D[j0 + 2] if nv > 2 else zero
+        d3 = D[j0 + 3] if nv > 3 else zero
+        for k in range(0, p, 4):
+            # past the last row the last one repeats; those sums are not written
+            s = _dot4x4(d0, d1, d2, d3, S[k], S[min(k + 1, p - 1)], S[min(k + 2, p - 1)],
+                        S[min(k + 3, p - 1)])
+            for t in range(nv):
+                for u in range(min(4, p - k)):
+                    G[j0 + t, k + u] = s[4 * t + u]
+    for j in range(B):
+        d = D[j]
+        dd = 0.0
+        ddw = 0.0
+        for i in range(n):
+            x = d[i] * d[i]
+            dd += x
+            ddw += x * w0[i]
+        s2w[j, 0] = dd
+        s2w[j, 1] = ddw
+        nm = 0.0
+        ym = 0.0
+        accW[:, :] = 0.0
+        accK[:, :] = 0.0
+        accR[:] = 0.0
+        if has_m:
+            mj = M[j]
+            nmi = 0
+            for i in range(n):  # the missing calls' samples first: a tight scan
+                if mj[i] != 0.0:
+                    where[nmi] = i
+                    nmi += 1
+            for m in range(nmi):
+                i = where[m]
+                nm += 1.0
+                ym += y[i]
+                qi = Q[i]
+                wi = w0[i]
+                ri = r0[i]
+                for a in range(c):  # full c x c outer products: fixed-length loops vectorize
+                    qa = qi[a]
+                    accR[a] += ri * qa
+                    wqa = wi * qa
+                    for b in range(c):
+                        accW[a, b] += wqa * qi[b]
+                        accK[a, b] += qa * qi[b]
+        t = 0
+        for a in range(c):
+            KM[j, T + a] = accR[a]
+            for b in range(a, c):
+                KM[j, t] = accW[a, b]
+                KM[j, T + c + 1 + t] = accK[a, b]
+                t += 1
+        KM[j, T + c] = 0.0
+        mcnt[j, 0] = nm
+        mcnt[j, 1] = ym

@@ -429,6 +429,110 @@ def test_numba_linear_kernel_equals_numpy_path(tmp_path, monkeypatch, missing):
     assert fast.loc[5, "errcode"] == "ALL_MISSING"
 
 
+def _logistic_numpy_path(monkeypatch):
+    """Make logistic fits take the numpy path (as without numba)."""
+    from gwaslift import assoc
+
+    monkeypatch.setattr(assoc.LOGISTIC_KERNEL, "_fn", False)
+    monkeypatch.setattr(assoc.LOGISTIC_START_KERNEL, "_fn", False)
+
+
+@pytest.mark.parametrize("missing", ["drop", "mean"])
+def test_numba_logistic_kernels_equal_numpy_path(tmp_path, monkeypatch, missing):
+    """The logistic numba kernels (start sums with the missing calls' corrections formed
+    sample by sample; fused score and information) give the numpy path's statistics: every
+    Firth mode, separated and quasi-separated variants, missing calls, a reordered sample
+    subset, and a tiny chunk (blocks with a single variant)."""
+    from gwaslift import assoc
+
+    G, C, y = _separation_cohort(n=403, miss=0.03)
+    rng = np.random.default_rng(15)
+    common = rng.binomial(2, rng.uniform(0.05, 0.5, 20), size=(403, 20)).astype(float)
+    common[rng.random(common.shape) < 0.03] = np.nan
+    G = np.column_stack([G, common])
+    g = _write_bfile(tmp_path / "lk", G)
+    assert assoc.LOGISTIC_KERNEL.get() is not None and assoc.LOGISTIC_START_KERNEL.get() is not None
+    sub = g.subset(samples=rng.permutation(403)[:350])
+    for geno, yy, cc in ((g, y, C), (sub, y[sub.sample_idx], C.iloc[sub.sample_idx])):
+        cc = cc.reset_index(drop=True)
+        for firth in ("fallback", "no", "always"):
+            fast = linear_gwas(geno, yy, cc, missing=missing, firth=firth, chunk=7)
+            with monkeypatch.context() as mp:
+                _logistic_numpy_path(mp)
+                ref = linear_gwas(geno, yy, cc, missing=missing, firth=firth)
+            pd.testing.assert_frame_equal(fast, ref, check_exact=False, rtol=1e-9, atol=1e-12)
+            assert (fast["errcode"] == "").sum() >= 20
+    assert fast["firth"].all()  # the last run: firth="always"
+
+
+def test_logistic_score_info_equals_numpy_grad_hess():
+    """One Newton iteration's score and information, kernel against numpy, at arbitrary
+    coefficients (large enough that some fitted probabilities round to 0 or 1), with
+    missing calls, on a subset of a block's rows."""
+    from gwaslift import assoc
+
+    rng = np.random.default_rng(16)
+    n, B = 1001, 9  # n not a multiple of the kernel's tile
+    C = rng.normal(size=(n, 3))
+    y = (rng.random(n) < 0.3).astype(float)
+    design = assoc.make_design(y, C, ["a", "b", "c"], "logistic")
+    D = rng.binomial(2, 0.3, size=(B, n)).astype(float)
+    miss = (rng.random((B, n)) < 0.05).astype(float)
+    D[miss == 1] = 0.0
+    theta = rng.normal(size=(B, design.c + 1)) * np.r_[np.full(design.c, 3.0), 40.0]
+    active = np.array([0, 2, 3, 8])
+    U, H = assoc._score_info(D, miss, theta, active, design)
+    Ur, Hr = assoc._logistic_grad_hess(D[active], miss[active], theta[active], design)
+    np.testing.assert_allclose(U, Ur, rtol=1e-11, atol=1e-10)
+    np.testing.assert_allclose(H, Hr, rtol=1e-11, atol=1e-10)
+
+
+def test_logistic_start_sums_equal_numpy():
+    """The sums before the first Newton step, kernel against numpy: dot products, the
+    missing calls' correction sums (the kernel forms them from Q's rows, numpy from
+    Kmiss), counts; a block without missing calls reports none."""
+    from gwaslift import assoc
+
+    rng = np.random.default_rng(18)
+    n, B = 999, 7
+    C = rng.normal(size=(n, 4))
+    y = (rng.random(n) < 0.4).astype(float)
+    design = assoc.make_design(y, C, list("abcd"), "logistic")
+    D = rng.binomial(2, 0.3, size=(B, n)).astype(float)
+    miss = (rng.random((B, n)) < 0.05).astype(float)
+    miss[3] = 0.0  # a variant without missing calls in a block with some
+    D[miss == 1] = 0.0
+    assert assoc.LOGISTIC_START_KERNEL.get() is not None
+    for m in (miss, None):
+        fast = assoc._start_sums(D, m, design)
+        with pytest.MonkeyPatch.context() as mp:
+            _logistic_numpy_path(mp)
+            ref = assoc._start_sums(D, m, design)
+        for a, b in zip(fast, ref):
+            if b is None:
+                assert a is None
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_kernel_exp_is_accurate_and_clamped():
+    """The kernels' vectorisable exp: within 2 ulp of numpy's over the double range it
+    serves, and clamped at +-708 (where expit is 0 or 1 to ~1e-308) instead of overflowing."""
+    from gwaslift import _assoc_kernels as k
+
+    x = np.concatenate([np.linspace(-708, 708, 400_001), np.random.default_rng(17).normal(size=10_000)])
+    e = np.empty_like(x)
+    bits = np.empty(len(x), np.int64)
+    k._exp_tile(x, e, bits, bits.view(np.float64), len(x))
+    ref = np.exp(x)
+    assert np.max(np.abs(e - ref) / ref) <= 2 * np.finfo(float).eps
+    far = np.array([-1e4, -709.5, 709.5, 1e4, np.inf, -np.inf])
+    e = np.empty_like(far)
+    bits = np.empty(len(far), np.int64)
+    k._exp_tile(far, e, bits, bits.view(np.float64), len(far))
+    np.testing.assert_allclose(e, np.exp([-708.0, -708, 708, 708, 708, -708]), rtol=4e-16)
+
+
 def test_numba_kernel_results_are_bitwise_independent_of_chunk_size(dummy_bfile):
     """Each variant's sums are formed on their own (a fixed summation order set by n), and
     variants with and without missing calls take their own branch: the chunking changes
@@ -467,16 +571,20 @@ def test_kernel_that_cannot_load_falls_back_to_numpy(dummy_bfile, monkeypatch):
     g = gwaslift.read_plink(dummy_bfile)
     rng = np.random.default_rng(14)
     y = rng.normal(size=g.n_samples)
-    fast = linear_gwas(g, y)
+    yb = g.samples["trait"].to_numpy()
+    fast = [linear_gwas(g, y), linear_gwas(g, yb)]
 
     def broken():
         raise RuntimeError("cannot cache function: no locator available")
 
     monkeypatch.setattr(assoc, "_import_kernels", broken)
-    monkeypatch.setattr(assoc.LINEAR_KERNEL, "_fn", None)  # not tried yet
+    for kernel in (assoc.LINEAR_KERNEL, assoc.LOGISTIC_KERNEL, assoc.LOGISTIC_START_KERNEL):
+        monkeypatch.setattr(kernel, "_fn", None)  # not tried yet
     with pytest.warns(RuntimeWarning, match="numba CPU kernels are unavailable.*numpy"):
-        slow = linear_gwas(g, y)
-    pd.testing.assert_frame_equal(fast, slow, check_exact=False, rtol=1e-10)
+        slow = [linear_gwas(g, y), linear_gwas(g, yb)]
+    assert slow[1].attrs["model"] == "logistic"
+    for a, b in zip(fast, slow):
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-10)
 
 
 # ------------------------------------------------------------ calibration under structure
