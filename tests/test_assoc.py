@@ -433,8 +433,8 @@ def _logistic_numpy_path(monkeypatch):
     """Make logistic fits take the numpy path (as without numba)."""
     from gwaslift import assoc
 
-    monkeypatch.setattr(assoc.LOGISTIC_KERNEL, "_fn", False)
-    monkeypatch.setattr(assoc.LOGISTIC_START_KERNEL, "_fn", False)
+    for kernel in (assoc.LOGISTIC_KERNEL, assoc.LOGISTIC_START_KERNEL, assoc.GRAM_KERNEL):
+        monkeypatch.setattr(kernel, "_fn", False)
 
 
 @pytest.mark.parametrize("missing", ["drop", "mean"])
@@ -515,6 +515,23 @@ def test_logistic_start_sums_equal_numpy():
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("c", [1, 3, 4, 5, 11])
+def test_weighted_gram_equals_gemm(c):
+    """The small-block covariate information (per-variant Q' diag(w) Q) equals the GEMM
+    W @ Kw it replaces, for covariate counts around its 4 x 4 blocking."""
+    from gwaslift import _assoc_kernels as k
+    from gwaslift import assoc
+
+    rng = np.random.default_rng(19)
+    n = 1337
+    Q = np.linalg.qr(rng.normal(size=(n, c)))[0]
+    tri = np.triu_indices(c)
+    W = rng.random((3, n))
+    out = np.empty((3, len(tri[0])))
+    k.weighted_gram(W, np.ascontiguousarray(Q.T), out)
+    np.testing.assert_allclose(out, W @ assoc._tri_products(Q, tri), rtol=1e-12, atol=1e-15)
+
+
 def test_kernel_exp_is_accurate_and_clamped():
     """The kernels' vectorisable exp: within 2 ulp of numpy's over the double range it
     serves, and clamped at +-708 (where expit is 0 or 1 to ~1e-308) instead of overflowing."""
@@ -578,7 +595,8 @@ def test_kernel_that_cannot_load_falls_back_to_numpy(dummy_bfile, monkeypatch):
         raise RuntimeError("cannot cache function: no locator available")
 
     monkeypatch.setattr(assoc, "_import_kernels", broken)
-    for kernel in (assoc.LINEAR_KERNEL, assoc.LOGISTIC_KERNEL, assoc.LOGISTIC_START_KERNEL):
+    for kernel in (assoc.LINEAR_KERNEL, assoc.LOGISTIC_KERNEL, assoc.LOGISTIC_START_KERNEL,
+                   assoc.GRAM_KERNEL):
         monkeypatch.setattr(kernel, "_fn", None)  # not tried yet
     with pytest.warns(RuntimeWarning, match="numba CPU kernels are unavailable.*numpy"):
         slow = [linear_gwas(g, y), linear_gwas(g, yb)]
