@@ -513,3 +513,205 @@ def logistic_start_sums(D, M, S, w0, Q, r0, G, s2w, KM, mcnt):
         KM[j, T + c] = 0.0
         mcnt[j, 0] = nm
         mcnt[j, 1] = ym
+
+
+# --------------------------------------------------------------------------------------
+# Firth's penalized logistic regression: the two per-sample passes of one evaluation
+# --------------------------------------------------------------------------------------
+_SQRT2 = 1.4142135623730951
+_LN2 = 0.6931471805599453
+
+
+@nb.njit(inline="always", fastmath=_FAST)
+def _log1p_unit(e):
+    """log(1 + e) for e in [0, 1], to 4 ulp (tested), in plain arithmetic that vectorizes: with
+    u = 1 + e in [1, 2], log(u) = k ln 2 + log(m) (m = u or u / 2, in [1/sqrt 2, sqrt 2])
+    by the atanh series of s = (m - 1) / (m + 1), |s| <= 0.172, to s^23; then the
+    correction -((u - 1) - e) / u restores the bits of e that u = 1 + e rounded off."""
+    u = 1.0 + e
+    big = u > _SQRT2
+    m = u * 0.5 if big else u
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    t = 1.0 / 23.0
+    t = t * s2 + 1.0 / 21.0
+    t = t * s2 + 1.0 / 19.0
+    t = t * s2 + 1.0 / 17.0
+    t = t * s2 + 1.0 / 15.0
+    t = t * s2 + 1.0 / 13.0
+    t = t * s2 + 1.0 / 11.0
+    t = t * s2 + 1.0 / 9.0
+    t = t * s2 + 1.0 / 7.0
+    t = t * s2 + 1.0 / 5.0
+    t = t * s2 + 1.0 / 3.0
+    t = t * s2 + 1.0
+    lg = 2.0 * s * t + (_LN2 if big else 0.0)
+    return lg - ((u - 1.0) - e) / u
+
+
+# error_model="numpy": see logistic_score_info
+@nb.njit(nogil=True, cache=True, fastmath=_FAST, error_model="numpy")
+def firth_pass1(G, O, Qt, y, theta, loglik, Hgc, Hgg, W, P):
+    """Per-variant sums of the logistic likelihood at ``theta`` for Firth's fit
+    (``gwaslift.firth.firth_logistic_batch``): the log-likelihood and the information
+    except its covariate block (``Q' W Q``, from the weights ``W``, as in
+    :func:`logistic_score_info`).
+
+    G : (b, n) float64 dosages (orthogonalized); O : (b, n) float64, 1 where observed, 0
+    where missing, or (0, 0) when all are observed; Qt : (c, n); y : (n,) 0/1;
+    theta : (b, c + 1).
+    Outputs: loglik (b,), Hgc (b, c) = g' W Q, Hgg (b,) = g' W g, W (b, n) weights
+    p (1 - p) (0 where missing), P (b, n) fitted probabilities (for :func:`firth_pass2`).
+    """
+    b, n = G.shape
+    c = Qt.shape[0]
+    has_o = O.shape[0] > 0
+    eta = np.empty(_TILE)
+    e = np.empty(_TILE)
+    kbits = np.empty(_TILE, np.int64)
+    kval = kbits.view(np.float64)
+    ll = np.empty(_TILE)
+    wd = np.empty(_TILE)
+    k4 = c - c % 4
+    for a in range(b):
+        g = G[a]
+        bg = theta[a, c]
+        for k in range(c):
+            Hgc[a, k] = 0.0
+        lsum = 0.0
+        hgg = 0.0
+        for i0 in range(0, n, _TILE):
+            m = min(_TILE, n - i0)
+            gt = g[i0:i0 + m]
+            for t in range(m):
+                eta[t] = bg * gt[t]
+            for k in range(0, k4, 4):
+                t0, t1, t2, t3 = theta[a, k], theta[a, k + 1], theta[a, k + 2], theta[a, k + 3]
+                q0, q1 = Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m]
+                q2, q3 = Qt[k + 2, i0:i0 + m], Qt[k + 3, i0:i0 + m]
+                for t in range(m):
+                    eta[t] += t0 * q0[t] + t1 * q1[t] + t2 * q2[t] + t3 * q3[t]
+            for k in range(k4, c):
+                th = theta[a, k]
+                qt = Qt[k, i0:i0 + m]
+                for t in range(m):
+                    eta[t] += th * qt[t]
+            for t in range(m):
+                ll[t] = -abs(eta[t])
+            _exp_tile(ll, e, kbits, kval, m)      # e = exp(-|eta|), in (0, 1]
+            yt = y[i0:i0 + m]
+            pt = P[a, i0:i0 + m]
+            wt = W[a, i0:i0 + m]
+            for t in range(m):
+                et = e[t]
+                inv = 1.0 / (1.0 + et)
+                x = eta[t]
+                pos = x >= 0.0
+                p = inv if pos else et * inv          # expit(eta) from the same exp
+                pt[t] = p
+                wt[t] = et * inv * inv                # p (1 - p)
+                # y log p + (1 - y) log(1 - p) = y eta - softplus(eta)
+                ll[t] = yt[t] * x - (_log1p_unit(et) + (x if pos else 0.0))
+            if has_o:
+                ot = O[a, i0:i0 + m]
+                for t in range(m):
+                    ll[t] *= ot[t]
+                    wt[t] *= ot[t]
+            for t in range(m):
+                lsum += ll[t]
+                wd[t] = wt[t] * gt[t]
+            for k in range(0, k4, 4):
+                s = _dot1x4(wd[:m], Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m], Qt[k + 2, i0:i0 + m],
+                            Qt[k + 3, i0:i0 + m])
+                Hgc[a, k] += s[0]
+                Hgc[a, k + 1] += s[1]
+                Hgc[a, k + 2] += s[2]
+                Hgc[a, k + 3] += s[3]
+            for k in range(k4, c):
+                qt = Qt[k, i0:i0 + m]
+                sh = 0.0
+                for t in range(m):
+                    sh += wd[t] * qt[t]
+                Hgc[a, k] += sh
+            for t in range(m):
+                hgg += wd[t] * gt[t]
+        loglik[a] = lsum
+        Hgg[a] = hgg
+
+
+@nb.njit(nogil=True, cache=True, fastmath=_FAST, error_model="numpy")
+def firth_pass2(G, O, Qt, y, P, W, Linv, U):
+    """Firth's modified score ``U* = X' (y - p + h (1/2 - p))`` per variant, ``h`` the
+    diagonal of the weighted hat matrix: ``h_i = w_i ||Linv x_i||^2``, ``x_i = (q_i, g_i)``,
+    ``Linv`` the inverse of the Cholesky factor of ``X' W X``.
+
+    G, O, Qt, y : as :func:`firth_pass1`; P, W : its outputs; Linv : (b, c + 1, c + 1)
+    lower triangular (zero where ``X' W X`` is not positive definite: then h = 0).
+    Output: U (b, c + 1), on Q's columns then the genotype.
+    """
+    b, n = G.shape
+    c = Qt.shape[0]
+    p1 = c + 1
+    has_o = O.shape[0] > 0
+    z = np.empty(_TILE)
+    quad = np.empty(_TILE)
+    r = np.empty(_TILE)
+    for a in range(b):
+        g = G[a]
+        L = Linv[a]
+        for k in range(p1):
+            U[a, k] = 0.0
+        for i0 in range(0, n, _TILE):
+            m = min(_TILE, n - i0)
+            gt = g[i0:i0 + m]
+            for t in range(m):
+                quad[t] = 0.0
+            # ||Linv x||^2 row by row of Linv: z_j = sum_{k <= j} Linv[j, k] x_k
+            for j in range(p1):
+                for t in range(m):
+                    z[t] = 0.0
+                kq = min(j + 1, c)  # covariate columns in row j
+                k4 = kq - kq % 4
+                for k in range(0, k4, 4):
+                    l0, l1, l2, l3 = L[j, k], L[j, k + 1], L[j, k + 2], L[j, k + 3]
+                    q0, q1 = Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m]
+                    q2, q3 = Qt[k + 2, i0:i0 + m], Qt[k + 3, i0:i0 + m]
+                    for t in range(m):
+                        z[t] += l0 * q0[t] + l1 * q1[t] + l2 * q2[t] + l3 * q3[t]
+                for k in range(k4, kq):
+                    lk = L[j, k]
+                    qt = Qt[k, i0:i0 + m]
+                    for t in range(m):
+                        z[t] += lk * qt[t]
+                if j == c:
+                    lg = L[c, c]
+                    for t in range(m):
+                        z[t] += lg * gt[t]
+                for t in range(m):
+                    quad[t] += z[t] * z[t]
+            pt = P[a, i0:i0 + m]
+            wt = W[a, i0:i0 + m]
+            yt = y[i0:i0 + m]
+            for t in range(m):
+                r[t] = yt[t] - pt[t] - wt[t] * quad[t] * (pt[t] - 0.5)
+            if has_o:
+                ot = O[a, i0:i0 + m]
+                for t in range(m):
+                    r[t] *= ot[t]
+            for k in range(0, c - c % 4, 4):
+                s = _dot1x4(r[:m], Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m], Qt[k + 2, i0:i0 + m],
+                            Qt[k + 3, i0:i0 + m])
+                U[a, k] += s[0]
+                U[a, k + 1] += s[1]
+                U[a, k + 2] += s[2]
+                U[a, k + 3] += s[3]
+            for k in range(c - c % 4, c):
+                qt = Qt[k, i0:i0 + m]
+                su = 0.0
+                for t in range(m):
+                    su += r[t] * qt[t]
+                U[a, k] += su
+            su = 0.0
+            for t in range(m):
+                su += r[t] * gt[t]
+            U[a, c] += su

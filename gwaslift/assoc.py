@@ -781,14 +781,8 @@ def _score_info(D, miss, theta, active, design):
     M = _NO_MISS if miss is None else np.ascontiguousarray(miss)
     kernel(np.ascontiguousarray(D), M, design.Qt, design.y, np.ascontiguousarray(theta[active]),
            active.astype(np.int64), U, Hgc, Hgg, W)
-    gram = GRAM_KERNEL.get()
-    if A < GRAM_GEMM_MIN_ROWS and gram is not None:
-        Hcc = np.empty((A, design.Kw.shape[1]))
-        gram(W, design.Qt, Hcc)
-    else:
-        Hcc = (design.Kw.T @ W.T).T  # this order: ~15% faster than W @ Kw
     H = np.empty((A, c + 1, c + 1))
-    H[:, :c, :c] = _unpack_sym(Hcc, c, design.tri)
+    H[:, :c, :c] = _unpack_sym(_weighted_grams(W, design.Kw, design.Qt), c, design.tri)
     H[:, :c, c] = Hgc
     H[:, c, :c] = Hgc
     H[:, c, c] = Hgg
@@ -796,6 +790,18 @@ def _score_info(D, miss, theta, active, design):
 
 
 _NO_MISS = np.zeros((0, 0))
+
+
+def _weighted_grams(W, Kw, Qt):
+    """(A, T) upper triangles of ``Q' diag(W[a]) Q`` for weights W (A, n): ``W @ Kw``
+    (Kw (n, T): the products ``q_k q_l``), or the ``weighted_gram`` kernel (Qt (c, n))
+    for fewer than :data:`GRAM_GEMM_MIN_ROWS` rows."""
+    gram = GRAM_KERNEL.get()
+    if len(W) < GRAM_GEMM_MIN_ROWS and gram is not None:
+        out = np.empty((len(W), Kw.shape[1]))
+        gram(np.ascontiguousarray(W), Qt, out)
+        return out
+    return (Kw.T @ W.T).T  # this order: ~15% faster than W @ Kw
 
 
 def _logistic_grad_hess(D, miss, theta, design):

@@ -594,9 +594,12 @@ def test_kernel_that_cannot_load_falls_back_to_numpy(dummy_bfile, monkeypatch):
     def broken():
         raise RuntimeError("cannot cache function: no locator available")
 
+    from gwaslift import firth
+
     monkeypatch.setattr(assoc, "_import_kernels", broken)
+    monkeypatch.setattr(firth, "_import_kernels", broken)
     for kernel in (assoc.LINEAR_KERNEL, assoc.LOGISTIC_KERNEL, assoc.LOGISTIC_START_KERNEL,
-                   assoc.GRAM_KERNEL):
+                   assoc.GRAM_KERNEL, firth.FIRTH_PASS1, firth.FIRTH_PASS2):
         monkeypatch.setattr(kernel, "_fn", None)  # not tried yet
     with pytest.warns(RuntimeWarning, match="numba CPU kernels are unavailable.*numpy"):
         slow = [linear_gwas(g, y), linear_gwas(g, yb)]
