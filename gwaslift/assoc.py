@@ -1225,9 +1225,10 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         the ``firth`` column. ``"no"`` (plink2 ``no-firth``): such variants are NaN with
         errcode ``SEPARATION`` / ``LOGISTIC_CONVERGE_FAIL``. ``"always"`` (plink2 ``--glm
         firth``): every variant is a Firth fit (rare-variant studies). A Firth fit costs
-        ~5 ms of CPU per variant at 10,000 samples (batched per chunk; linear in the sample
-        count; benchmarks/results/firth.md): about plink2's cost. In a cohort with many
-        ultra-rare variants, filter on minor allele count first, as with plink2.
+        ~2.5 ms of CPU per variant at 10,000 samples (batched per chunk, numba kernels;
+        linear in the sample count; benchmarks/results/firth.md): ~2.6x less than
+        plink2's. In a cohort with many ultra-rare variants, filter on minor allele count
+        first, as with plink2.
 
     Returns
     -------
