@@ -174,6 +174,8 @@ STAGES = {
     "qc": lambda g: gwaslift.qc(g, maf=0.01, geno=0.05, mind=0.05, hwe=1e-6),
     "pca": lambda g: gwaslift.pca(g, k=3, n_iter=3),
     "linear_gwas": lambda g: gwaslift.linear_gwas(g, _phenotype(g), np.random.default_rng(1).normal(size=(g.n_samples, 2))),
+    "logistic_gwas": lambda g: gwaslift.linear_gwas(g, (_phenotype(g, 2) > 0.5).astype(float),
+                                                    np.random.default_rng(1).normal(size=(g.n_samples, 2))),
 }
 
 
