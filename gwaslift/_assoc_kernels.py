@@ -239,6 +239,51 @@ def _exp_tile(x, e, kbits, kval, m):
         e[t] *= kval[t]
 
 
+@nb.njit(inline="always", fastmath=_FAST)
+def _eta_tile(theta, a, Qt, i0, m, gt, eta):
+    """eta[:m] = theta[a, c] g + sum_k theta[a, k] q_k over samples i0 .. i0 + m - 1
+    (``gt``: the tile's genotypes). Four covariates per pass over the tile: fewer loads
+    and stores of eta. Tile views throughout: indices from range() alone let LLVM
+    vectorize the loops (an index like i0 + t keeps numba's negative-index check)."""
+    c = Qt.shape[0]
+    bg = theta[a, c]
+    for t in range(m):
+        eta[t] = bg * gt[t]
+    k4 = c - c % 4
+    for k in range(0, k4, 4):
+        t0, t1, t2, t3 = theta[a, k], theta[a, k + 1], theta[a, k + 2], theta[a, k + 3]
+        q0, q1 = Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m]
+        q2, q3 = Qt[k + 2, i0:i0 + m], Qt[k + 3, i0:i0 + m]
+        for t in range(m):
+            eta[t] += t0 * q0[t] + t1 * q1[t] + t2 * q2[t] + t3 * q3[t]
+    for k in range(k4, c):
+        th = theta[a, k]
+        qt = Qt[k, i0:i0 + m]
+        for t in range(m):
+            eta[t] += th * qt[t]
+
+
+@nb.njit(inline="always", fastmath=_FAST)
+def _add_q_dots(x, Qt, i0, m, out, a):
+    """out[a, k] += sum_t x[t] Qt[k, i0 + t] for every covariate k (four per pass)."""
+    c = Qt.shape[0]
+    k4 = c - c % 4
+    xm = x[:m]
+    for k in range(0, k4, 4):
+        s = _dot1x4(xm, Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m], Qt[k + 2, i0:i0 + m],
+                    Qt[k + 3, i0:i0 + m])
+        out[a, k] += s[0]
+        out[a, k + 1] += s[1]
+        out[a, k + 2] += s[2]
+        out[a, k + 3] += s[3]
+    for k in range(k4, c):
+        qt = Qt[k, i0:i0 + m]
+        acc = 0.0
+        for t in range(m):
+            acc += xm[t] * qt[t]
+        out[a, k] += acc
+
+
 # error_model="numpy": no ZeroDivisionError check per division, which kept the loop scalar
 @nb.njit(nogil=True, cache=True, fastmath=_FAST, error_model="numpy")
 def logistic_score_info(D, M, Qt, y, theta, idx, U, Hgc, Hgg, W):
@@ -276,7 +321,6 @@ def logistic_score_info(D, M, Qt, y, theta, idx, U, Hgc, Hgg, W):
         j = idx[a]
         d = D[j]
         w_out = W[a]
-        bg = theta[a, c]
         for k in range(c + 1):
             U[a, k] = 0.0
         for k in range(c):
@@ -285,24 +329,10 @@ def logistic_score_info(D, M, Qt, y, theta, idx, U, Hgc, Hgg, W):
         hgg = 0.0
         for i0 in range(0, n, _TILE):
             m = min(_TILE, n - i0)
-            # tile views: indices from range() alone let LLVM vectorize the loops (an
-            # index like i0 + t keeps numba's negative-index check in each of them)
             dt = d[i0:i0 + m]
+            _eta_tile(theta, a, Qt, i0, m, dt, eta)
             for t in range(m):
-                eta[t] = -bg * dt[t]
-            # four covariates per pass over the tile (fewer loads and stores of eta)
-            k4 = c - c % 4
-            for k in range(0, k4, 4):
-                t0, t1, t2, t3 = theta[a, k], theta[a, k + 1], theta[a, k + 2], theta[a, k + 3]
-                q0, q1 = Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m]
-                q2, q3 = Qt[k + 2, i0:i0 + m], Qt[k + 3, i0:i0 + m]
-                for t in range(m):
-                    eta[t] -= t0 * q0[t] + t1 * q1[t] + t2 * q2[t] + t3 * q3[t]
-            for k in range(k4, c):
-                th = theta[a, k]
-                qt = Qt[k, i0:i0 + m]
-                for t in range(m):
-                    eta[t] -= th * qt[t]
+                eta[t] = -eta[t]
             _exp_tile(eta, e, kbits, kval, m)   # e = exp(-eta)
             yt = y[i0:i0 + m]
             for t in range(m):
@@ -319,37 +349,8 @@ def logistic_score_info(D, M, Qt, y, theta, idx, U, Hgc, Hgg, W):
             for t in range(m):
                 wt[t] = wd[t]
                 wd[t] *= dt[t]
-            for k in range(0, k4, 4):
-                q0, q1 = Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m]
-                q2, q3 = Qt[k + 2, i0:i0 + m], Qt[k + 3, i0:i0 + m]
-                u0 = u1 = u2 = u3 = h0 = h1 = h2 = h3 = 0.0
-                for t in range(m):
-                    rt, wt_ = r[t], wd[t]
-                    u0 += rt * q0[t]
-                    u1 += rt * q1[t]
-                    u2 += rt * q2[t]
-                    u3 += rt * q3[t]
-                    h0 += wt_ * q0[t]
-                    h1 += wt_ * q1[t]
-                    h2 += wt_ * q2[t]
-                    h3 += wt_ * q3[t]
-                U[a, k] += u0
-                U[a, k + 1] += u1
-                U[a, k + 2] += u2
-                U[a, k + 3] += u3
-                Hgc[a, k] += h0
-                Hgc[a, k + 1] += h1
-                Hgc[a, k + 2] += h2
-                Hgc[a, k + 3] += h3
-            for k in range(k4, c):
-                qt = Qt[k, i0:i0 + m]
-                su = 0.0
-                sh = 0.0
-                for t in range(m):
-                    su += r[t] * qt[t]
-                    sh += wd[t] * qt[t]
-                U[a, k] += su
-                Hgc[a, k] += sh
+            _add_q_dots(r, Qt, i0, m, U, a)
+            _add_q_dots(wd, Qt, i0, m, Hgc, a)
             for t in range(m):
                 ug += r[t] * dt[t]
                 hgg += wd[t] * dt[t]
@@ -572,10 +573,8 @@ def firth_pass1(G, O, Qt, y, theta, loglik, Hgc, Hgg, W, P):
     kval = kbits.view(np.float64)
     ll = np.empty(_TILE)
     wd = np.empty(_TILE)
-    k4 = c - c % 4
     for a in range(b):
         g = G[a]
-        bg = theta[a, c]
         for k in range(c):
             Hgc[a, k] = 0.0
         lsum = 0.0
@@ -583,19 +582,7 @@ def firth_pass1(G, O, Qt, y, theta, loglik, Hgc, Hgg, W, P):
         for i0 in range(0, n, _TILE):
             m = min(_TILE, n - i0)
             gt = g[i0:i0 + m]
-            for t in range(m):
-                eta[t] = bg * gt[t]
-            for k in range(0, k4, 4):
-                t0, t1, t2, t3 = theta[a, k], theta[a, k + 1], theta[a, k + 2], theta[a, k + 3]
-                q0, q1 = Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m]
-                q2, q3 = Qt[k + 2, i0:i0 + m], Qt[k + 3, i0:i0 + m]
-                for t in range(m):
-                    eta[t] += t0 * q0[t] + t1 * q1[t] + t2 * q2[t] + t3 * q3[t]
-            for k in range(k4, c):
-                th = theta[a, k]
-                qt = Qt[k, i0:i0 + m]
-                for t in range(m):
-                    eta[t] += th * qt[t]
+            _eta_tile(theta, a, Qt, i0, m, gt, eta)
             for t in range(m):
                 ll[t] = -abs(eta[t])
             _exp_tile(ll, e, kbits, kval, m)      # e = exp(-|eta|), in (0, 1]
@@ -620,19 +607,7 @@ def firth_pass1(G, O, Qt, y, theta, loglik, Hgc, Hgg, W, P):
             for t in range(m):
                 lsum += ll[t]
                 wd[t] = wt[t] * gt[t]
-            for k in range(0, k4, 4):
-                s = _dot1x4(wd[:m], Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m], Qt[k + 2, i0:i0 + m],
-                            Qt[k + 3, i0:i0 + m])
-                Hgc[a, k] += s[0]
-                Hgc[a, k + 1] += s[1]
-                Hgc[a, k + 2] += s[2]
-                Hgc[a, k + 3] += s[3]
-            for k in range(k4, c):
-                qt = Qt[k, i0:i0 + m]
-                sh = 0.0
-                for t in range(m):
-                    sh += wd[t] * qt[t]
-                Hgc[a, k] += sh
+            _add_q_dots(wd, Qt, i0, m, Hgc, a)
             for t in range(m):
                 hgg += wd[t] * gt[t]
         loglik[a] = lsum
@@ -698,19 +673,7 @@ def firth_pass2(G, O, Qt, y, P, W, Linv, U):
                 ot = O[a, i0:i0 + m]
                 for t in range(m):
                     r[t] *= ot[t]
-            for k in range(0, c - c % 4, 4):
-                s = _dot1x4(r[:m], Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m], Qt[k + 2, i0:i0 + m],
-                            Qt[k + 3, i0:i0 + m])
-                U[a, k] += s[0]
-                U[a, k + 1] += s[1]
-                U[a, k + 2] += s[2]
-                U[a, k + 3] += s[3]
-            for k in range(c - c % 4, c):
-                qt = Qt[k, i0:i0 + m]
-                su = 0.0
-                for t in range(m):
-                    su += r[t] * qt[t]
-                U[a, k] += su
+            _add_q_dots(r, Qt, i0, m, U, a)
             su = 0.0
             for t in range(m):
                 su += r[t] * gt[t]
