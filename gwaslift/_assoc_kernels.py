@@ -317,24 +317,24 @@ def logistic_score_info(D, M, Qt, y, theta, idx, U, Hgc, Hgg, W):
     kval = kbits.view(np.float64)
     r = np.empty(_TILE)
     wd = np.empty(_TILE)
-    for a in range(idx.shape[0]):
-        j = idx[a]
-        d = D[j]
-        w_out = W[a]
-        for k in range(c + 1):
-            U[a, k] = 0.0
-        for k in range(c):
-            Hgc[a, k] = 0.0
-        ug = 0.0
-        hgg = 0.0
-        for i0 in range(0, n, _TILE):
-            m = min(_TILE, n - i0)
-            dt = d[i0:i0 + m]
+    A = idx.shape[0]
+    U[:, :] = 0.0
+    Hgc[:, :] = 0.0
+    Hgg[:] = 0.0
+    # samples outermost, variants inside: a tile's rows of Q^T (c x 4 KB) serve every
+    # variant from cache (variant-outer streamed all of Q^T per variant: 8.8 MB at n =
+    # 100,000, which made the pass memory-bound). Each variant's sums still run in tile
+    # order, so its result does not depend on the others.
+    for i0 in range(0, n, _TILE):
+        m = min(_TILE, n - i0)
+        yt = y[i0:i0 + m]
+        for a in range(A):
+            j = idx[a]
+            dt = D[j, i0:i0 + m]
             _eta_tile(theta, a, Qt, i0, m, dt, eta)
             for t in range(m):
                 eta[t] = -eta[t]
             _exp_tile(eta, e, kbits, kval, m)   # e = exp(-eta)
-            yt = y[i0:i0 + m]
             for t in range(m):
                 p = 1.0 / (1.0 + e[t])
                 r[t] = yt[t] - p
@@ -345,17 +345,19 @@ def logistic_score_info(D, M, Qt, y, theta, idx, U, Hgc, Hgg, W):
                     obs = 1.0 - mt[t]
                     r[t] *= obs
                     wd[t] *= obs
-            wt = w_out[i0:i0 + m]
+            wt = W[a, i0:i0 + m]
             for t in range(m):
                 wt[t] = wd[t]
                 wd[t] *= dt[t]
             _add_q_dots(r, Qt, i0, m, U, a)
             _add_q_dots(wd, Qt, i0, m, Hgc, a)
+            ug = 0.0
+            hgg = 0.0
             for t in range(m):
                 ug += r[t] * dt[t]
                 hgg += wd[t] * dt[t]
-        U[a, c] = ug
-        Hgg[a] = hgg
+            U[a, c] += ug
+            Hgg[a] += hgg
 
 
 @nb.njit(nogil=True, cache=True, fastmath=_FAST)
@@ -451,33 +453,41 @@ def logistic_start_sums(D, M, S, w0, Q, r0, G, s2w, KM, mcnt):
     T = c * (c + 1) // 2
     y = S[p - 1]
     has_m = M.shape[0] > 0
-    zero = np.zeros(n)
+    zero = np.zeros(_TILE)
     accW, accK, accR = np.empty((c, c)), np.empty((c, c)), np.empty(c)
     where = np.empty(n, np.int64)
-    for j0 in range(0, B, 4):
-        # four variants against four rows at a time: each load is used four times
-        nv = min(4, B - j0)
-        d0 = D[j0]
-        d1 = D[j0 + 1] if nv > 1 else zero
-        d2 = D[j0 + 2] if nv > 2 else zero
-        d3 = D[j0 + 3] if nv > 3 else zero
-        for k in range(0, p, 4):
-            # past the last row the last one repeats; those sums are not written
-            s = _dot4x4(d0, d1, d2, d3, S[k], S[min(k + 1, p - 1)], S[min(k + 2, p - 1)],
-                        S[min(k + 3, p - 1)])
-            for t in range(nv):
-                for u in range(min(4, p - k)):
-                    G[j0 + t, k + u] = s[4 * t + u]
+    G[:, :] = 0.0
+    s2w[:, :] = 0.0
+    # samples outermost (tiles of S's rows serve every variant from cache, as in
+    # logistic_score_info); four variants against four rows at a time: each load is used
+    # four times
+    for i0 in range(0, n, _TILE):
+        m = min(_TILE, n - i0)
+        for j0 in range(0, B, 4):
+            nv = min(4, B - j0)
+            d0 = D[j0, i0:i0 + m]
+            d1 = D[j0 + 1, i0:i0 + m] if nv > 1 else zero[:m]
+            d2 = D[j0 + 2, i0:i0 + m] if nv > 2 else zero[:m]
+            d3 = D[j0 + 3, i0:i0 + m] if nv > 3 else zero[:m]
+            for k in range(0, p, 4):
+                # past the last row the last one repeats; those sums are not written
+                s = _dot4x4(d0, d1, d2, d3, S[k, i0:i0 + m], S[min(k + 1, p - 1), i0:i0 + m],
+                            S[min(k + 2, p - 1), i0:i0 + m], S[min(k + 3, p - 1), i0:i0 + m])
+                for t in range(nv):
+                    for u in range(min(4, p - k)):
+                        G[j0 + t, k + u] += s[4 * t + u]
+        wt = w0[i0:i0 + m]
+        for j in range(B):
+            dt = D[j, i0:i0 + m]
+            dd = 0.0
+            ddw = 0.0
+            for t in range(m):
+                x = dt[t] * dt[t]
+                dd += x
+                ddw += x * wt[t]
+            s2w[j, 0] += dd
+            s2w[j, 1] += ddw
     for j in range(B):
-        d = D[j]
-        dd = 0.0
-        ddw = 0.0
-        for i in range(n):
-            x = d[i] * d[i]
-            dd += x
-            ddw += x * w0[i]
-        s2w[j, 0] = dd
-        s2w[j, 1] = ddw
         nm = 0.0
         ym = 0.0
         accW[:, :] = 0.0
@@ -573,20 +583,18 @@ def firth_pass1(G, O, Qt, y, theta, loglik, Hgc, Hgg, W, P):
     kval = kbits.view(np.float64)
     ll = np.empty(_TILE)
     wd = np.empty(_TILE)
-    for a in range(b):
-        g = G[a]
-        for k in range(c):
-            Hgc[a, k] = 0.0
-        lsum = 0.0
-        hgg = 0.0
-        for i0 in range(0, n, _TILE):
-            m = min(_TILE, n - i0)
-            gt = g[i0:i0 + m]
+    Hgc[:, :] = 0.0
+    loglik[:] = 0.0
+    Hgg[:] = 0.0
+    for i0 in range(0, n, _TILE):  # samples outermost, as in logistic_score_info
+        m = min(_TILE, n - i0)
+        yt = y[i0:i0 + m]
+        for a in range(b):
+            gt = G[a, i0:i0 + m]
             _eta_tile(theta, a, Qt, i0, m, gt, eta)
             for t in range(m):
                 ll[t] = -abs(eta[t])
             _exp_tile(ll, e, kbits, kval, m)      # e = exp(-|eta|), in (0, 1]
-            yt = y[i0:i0 + m]
             pt = P[a, i0:i0 + m]
             wt = W[a, i0:i0 + m]
             for t in range(m):
@@ -604,14 +612,16 @@ def firth_pass1(G, O, Qt, y, theta, loglik, Hgc, Hgg, W, P):
                 for t in range(m):
                     ll[t] *= ot[t]
                     wt[t] *= ot[t]
+            lsum = 0.0
             for t in range(m):
                 lsum += ll[t]
                 wd[t] = wt[t] * gt[t]
             _add_q_dots(wd, Qt, i0, m, Hgc, a)
+            hgg = 0.0
             for t in range(m):
                 hgg += wd[t] * gt[t]
-        loglik[a] = lsum
-        Hgg[a] = hgg
+            loglik[a] += lsum
+            Hgg[a] += hgg
 
 
 @nb.njit(nogil=True, cache=True, fastmath=_FAST, error_model="numpy")
@@ -631,14 +641,13 @@ def firth_pass2(G, O, Qt, y, P, W, Linv, U):
     z = np.empty(_TILE)
     quad = np.empty(_TILE)
     r = np.empty(_TILE)
-    for a in range(b):
-        g = G[a]
-        L = Linv[a]
-        for k in range(p1):
-            U[a, k] = 0.0
-        for i0 in range(0, n, _TILE):
-            m = min(_TILE, n - i0)
-            gt = g[i0:i0 + m]
+    U[:, :] = 0.0
+    for i0 in range(0, n, _TILE):  # samples outermost, as in logistic_score_info
+        m = min(_TILE, n - i0)
+        yt = y[i0:i0 + m]
+        for a in range(b):
+            L = Linv[a]
+            gt = G[a, i0:i0 + m]
             for t in range(m):
                 quad[t] = 0.0
             # ||Linv x||^2 row by row of Linv: z_j = sum_{k <= j} Linv[j, k] x_k
@@ -666,7 +675,6 @@ def firth_pass2(G, O, Qt, y, P, W, Linv, U):
                     quad[t] += z[t] * z[t]
             pt = P[a, i0:i0 + m]
             wt = W[a, i0:i0 + m]
-            yt = y[i0:i0 + m]
             for t in range(m):
                 r[t] = yt[t] - pt[t] - wt[t] * quad[t] * (pt[t] - 0.5)
             if has_o:
