@@ -100,6 +100,7 @@ import pandas as pd
 from ._util import LazyKernel, blas_threads, progress_bar, progress_enabled
 from .errors import InputError
 from .io.packed import BYTE_TO_CODES, CODE_TO_DOSAGE, unpack_codes
+from .io.plink import default_variant_chunk
 
 #: Columns of the sumstats table, in order.
 SUMSTATS_COLUMNS = ["chrom", "pos", "snp", "a1", "a2", "a1_freq", "n", "beta", "se", "stat",
@@ -1285,7 +1286,10 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         design = make_design(y_used, C[keep], names, model, missing,
                              sample_idx=None if keep.all() else keep_pos, n_file=n_all,
                              vif=vif, max_corr=max_corr, firth=firth)
-        darr = arr if isinstance(arr, da.Array) else da.from_array(arr, chunks=(n_all, chunk or 4096))
+        # default task size as for a .bed (~64 MiB of float32): a fixed 4,096 variants made
+        # 3.3 GB float64 tasks at 100,000 samples
+        darr = arr if isinstance(arr, da.Array) else da.from_array(
+            arr, chunks=(n_all, chunk or default_variant_chunk(n_all)))
         if chunk is not None:
             darr = darr.rechunk((n_all, chunk))  # the caller asked for this task size
         darr = darr.rechunk({0: -1})  # a task needs all samples of its variants
