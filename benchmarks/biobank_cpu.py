@@ -9,16 +9,20 @@
 * gwaslift ``linear_gwas`` without covariates -- vs ``plink2 --glm allow-no-covars omit-ref``;
 * gwaslift ``linear_gwas`` with 10 N(0,1) covariates on the first ``--covar-variants`` SNPs --
   vs ``plink2 --glm hide-covar omit-ref --covar`` on the same SNPs (plink2 refits the
-  covariates per variant with missing calls, which is slow at full size).
+  covariates per variant with missing calls, which is slow at full size);
+* the same for a binary phenotype (logistic regression, both tools in their default Firth
+  fallback).
 
 Each tool runs in its own child process; its peak resident memory and CPU time come from
 ``os.wait4`` (the kernel's ru_maxrss of that process). The .bed is read once beforehand so
 both tools find it in the page cache. gwaslift's results are checked against plink2's.
 
-    .venv/bin/python benchmarks/biobank_cpu.py [--covar-variants 20000] [--out benchmarks/results/biobank_cpu.md]
+    .venv/bin/python benchmarks/biobank_cpu.py [--covar-variants 20000] [--cases qc,linear,linear_covar,logistic_covar]
+        [--out benchmarks/results/biobank_cpu.md]
 
 Data (cached in benchmarks/data/, git-ignored): ``plink2 --dummy 20000 500000 0.01 acgt
---seed 3 --make-bed``; quantitative phenotype and covariates are N(0, 1) draws (seed 0).
+--seed 3 --make-bed``; quantitative phenotype and covariates are N(0, 1) draws (seed 0); the
+binary phenotype (30% cases, coded 1/2 as plink2 reads it) does not depend on them (seed 1).
 """
 
 from __future__ import annotations
@@ -97,13 +101,15 @@ def child(args) -> None:
     else:
         pheno = pd.read_csv(OUT / "pheno.tsv", sep="\t")
         cov = None
-        if args.child == "linear_covar":
+        if args.child in ("linear_covar", "logistic_covar"):
             g = g.subset(variants=np.arange(args.nvar))
             cov = pd.read_csv(OUT / "covar.tsv", sep="\t").iloc[:, 2:]
-        res = gwaslift.linear_gwas(g, pheno["y"].to_numpy(), cov)
+        column = "b" if args.child == "logistic_covar" else "y"
+        res = gwaslift.linear_gwas(g, pheno[column].to_numpy(float), cov)
+        info["firth"] = int(res["firth"].sum())
         info["linear_s"] = time.perf_counter() - t0
         np.savez(args.save, beta=res["beta"].to_numpy(), se=res["se"].to_numpy(),
-                 log10_p=res["log10_p"].to_numpy(), n=res["n"].to_numpy())
+                 log10_p=res["log10_p"].to_numpy(), n=res["n"].to_numpy(), firth=res["firth"].to_numpy())
     info["variant_chunk"] = g.variant_chunk
     Path(str(args.save) + ".json").write_text(json.dumps(info))
 
@@ -127,7 +133,8 @@ def main() -> None:
     ap.add_argument("--variants", type=int, default=M)
     ap.add_argument("--covar-variants", type=int, default=20_000)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "biobank_cpu.md")
-    ap.add_argument("--child", choices=["qc", "linear", "linear_covar"])
+    ap.add_argument("--cases", default="qc,linear,linear_covar,logistic_covar")
+    ap.add_argument("--child", choices=["qc", "linear", "linear_covar", "logistic_covar"])
     ap.add_argument("--prefix")
     ap.add_argument("--nvar", type=int, default=0)
     ap.add_argument("--save")
@@ -142,8 +149,11 @@ def main() -> None:
     n, m = len(fam), len(bim)
     rng = np.random.default_rng(0)
     ids = pd.DataFrame({"#FID": fam[0], "IID": fam[1]})
-    ids.assign(y=rng.normal(size=n)).to_csv(OUT / "pheno.tsv", sep="\t", index=False)
+    pheno = ids.assign(y=rng.normal(size=n))
     ids.assign(**{f"c{k}": rng.normal(size=n) for k in range(K)}).to_csv(OUT / "covar.tsv", sep="\t", index=False)
+    pheno["b"] = np.where(np.random.default_rng(1).random(n) < 0.3, 2, 1)
+    pheno.to_csv(OUT / "pheno.tsv", sep="\t", index=False)
+    cases = set(args.cases.split(","))
     nvar = min(args.covar_variants, m)
     bim[1].iloc[:nvar].to_csv(OUT / "covar_snps.txt", index=False, header=False)
 
@@ -163,6 +173,17 @@ def main() -> None:
               f"peak RSS {r['peak_rss_mb']:7.0f} MB  load {load()}", flush=True)
 
     # ---- QC: freq + missingness
+    if "qc" in cases:
+        qc_case(prefix, row, notes)
+    if "linear" in cases:
+        linear_case(prefix, row, notes)
+    for kind in ("linear_covar", "logistic_covar"):
+        if kind in cases:
+            covar_case(kind, prefix, nvar, row, notes)
+    write_report(args, rows, notes, n, m, nvar, load0)
+
+
+def qc_case(prefix, row, notes) -> None:
     rg, info, ours = gwaslift_job("qc", prefix)
     row("qc", "gwaslift", rg, f"qc_stats + qc(maf=0.01, geno=0.02, mind=0.02) (child process)",
         f"qc_stats {info['qc_stats_s']:.1f} s, qc filter pass {info['qc_filter_s']:.1f} s; kept {info['qc_kept']}, "
@@ -181,7 +202,9 @@ def main() -> None:
                  f"{bool(np.array_equal(ours['var_miss'], vm['MISSING_CT']))}; sample missing counts equal: "
                  f"{bool(np.array_equal(ours['smiss'], sm['MISSING_CT']))}")
 
-    # ---- linear, no covariates
+
+
+def linear_case(prefix, row, notes) -> None:
     rg, info, ours = gwaslift_job("linear", prefix)
     row("linear", "gwaslift", rg, "linear_gwas(g, y) (child process)",
         f"linear_gwas {info['linear_s']:.1f} s incl. read_plink")
@@ -192,29 +215,43 @@ def main() -> None:
                  f"{info['linear_s']:.1f} s = {info['linear_s'] / rp['wall_s']:.2f} x plink2 wall")
     notes.append("linear check: " + compare(ours, OUT / "plink_lin.y.glm.linear"))
 
-    # ---- linear, 10 covariates, first nvar variants
-    rg, info, ours = gwaslift_job("linear_covar", prefix, nvar)
-    row(f"linear+{K}cov ({nvar} SNPs)", "gwaslift", rg, f"linear_gwas(g.subset(variants=arange({nvar})), y, covar)",
-        f"linear_gwas {info['linear_s']:.1f} s incl. read_plink")
-    rp, cmd = plink_job(["--bfile", prefix, "--extract", OUT / "covar_snps.txt", "--pheno", OUT / "pheno.tsv",
-                         "--pheno-name", "y", "--covar", OUT / "covar.tsv", "--glm", "hide-covar", "omit-ref",
-                         "--out", OUT / "plink_cov"])
-    row(f"linear+{K}cov ({nvar} SNPs)", "plink2", rp, " ".join(cmd))
-    notes.append(f"linear+{K}cov check: " + compare(ours, OUT / "plink_cov.y.glm.linear"))
 
-    write_report(args, rows, notes, n, m, nvar, load0)
+
+def covar_case(kind: str, prefix, nvar: int, row, notes) -> None:
+    """10 covariates on the first nvar variants: linear (phenotype y) or logistic (b)."""
+    model, column = ("logistic", "b") if kind == "logistic_covar" else ("linear", "y")
+    case = f"{model}+{K}cov ({nvar} SNPs)"
+    rg, info, ours = gwaslift_job(kind, prefix, nvar)
+    row(case, "gwaslift", rg, f"linear_gwas(g.subset(variants=arange({nvar})), {column}, covar)",
+        f"linear_gwas {info['linear_s']:.1f} s incl. read_plink; {info['firth']} Firth fits")
+    extra = ["cols=+beta,+firth"] if model == "logistic" else []
+    rp, cmd = plink_job(["--bfile", prefix, "--extract", OUT / "covar_snps.txt", "--pheno", OUT / "pheno.tsv",
+                         "--pheno-name", column, "--covar", OUT / "covar.tsv", "--glm", "hide-covar", "omit-ref",
+                         *extra, "--out", OUT / f"plink_{kind}"])
+    row(case, "plink2", rp, " ".join(cmd))
+    glm = OUT / (f"plink_{kind}.{column}.glm.logistic.hybrid" if model == "logistic"
+                 else f"plink_{kind}.{column}.glm.linear")
+    notes.append(f"{case} check: " + compare(ours, glm))
 
 
 def compare(ours: dict, glm: Path) -> str:
+    """Agreement with plink2's .glm file (ordinary fits only where it has a FIRTH? column:
+    plink2's Firth fits stop short of the penalized maximum, benchmarks/results/firth.md)."""
     p = pd.read_csv(glm, sep="\t")
     beta = p["BETA"].to_numpy(float)
     ok = np.isfinite(beta) & np.isfinite(ours["beta"])
+    firth = ""
+    if "FIRTH?" in p.columns:
+        theirs = (p["FIRTH?"] == "Y").to_numpy()
+        ok &= ~theirs
+        firth = (f"; Firth fits ours / plink2 {int(ours['firth'].sum())} / {int(theirs.sum())}, same variants: "
+                 f"{bool(np.array_equal(ours['firth'].astype(bool), theirs))} (left out of the comparison)")
     scale = np.maximum(np.abs(beta[ok]), p["SE"].to_numpy(float)[ok])
     dl = np.abs(ours["log10_p"][ok] + np.log10(p["P"].to_numpy(float)[ok]))
     return (f"{ok.sum()} of {len(beta)} variants tested by both; OBS_CT equal: "
             f"{bool(np.array_equal(ours['n'][ok], p['OBS_CT'].to_numpy()[ok]))}; "
             f"max |beta diff| / max(|beta|, SE) = {np.max(np.abs(ours['beta'][ok] - beta[ok]) / scale):.1e}; "
-            f"max |d log10 p| = {np.max(dl):.1e} (plink2 prints 6 significant digits)")
+            f"max |d log10 p| = {np.max(dl):.1e} (plink2 prints 6 significant digits){firth}")
 
 
 def write_report(args, rows, notes, n, m, nvar, load0) -> None:
@@ -227,7 +264,7 @@ def write_report(args, rows, notes, n, m, nvar, load0) -> None:
         f"Data: `plink2 --dummy {n} {m} 0.01 acgt --seed 3 --make-bed` ({n:,} samples x {m:,} SNPs, "
         f"{n * m / 4 / 1e9:.1f} GB packed; the float32 dosage matrix would be {n * m * 4 / 1e9:.0f} GB). "
         f"Phenotype and {K} covariates N(0,1), seed 0.", "",
-        f"Command: `.venv/bin/python benchmarks/biobank_cpu.py --covar-variants {args.covar_variants}`", "",
+        f"Command: `.venv/bin/python benchmarks/biobank_cpu.py --covar-variants {args.covar_variants} --cases {args.cases}`", "",
         "Each tool runs in its own child process, one after the other; wall = wall-clock seconds, "
         "cpu = user+sys seconds, peak RSS = the kernel's ru_maxrss of that process (os.wait4). "
         "gwaslift times include starting Python and importing the package.", "",
