@@ -287,9 +287,10 @@ def _add_q_dots(x, Qt, i0, m, out, a):
 # error_model="numpy": no ZeroDivisionError check per division, which kept the loop scalar
 @nb.njit(nogil=True, cache=True, fastmath=_FAST, error_model="numpy")
 def logistic_score_info(D, M, Qt, y, theta, idx, U, Hgc, Hgg, W):
-    """Score and information of the logistic model, variant by variant, except the
-    covariate block of the information (``W @ K``, left to BLAS's GEMM: it reuses each
-    sample's ``q_k q_l`` products across variants, which a per-variant loop cannot).
+    """Score and information of the logistic model for each variant ``idx[a]`` at
+    ``theta[a]``, except the covariate block of the information (``W @ K``, left to BLAS's
+    GEMM, which reuses each sample's ``q_k q_l`` products across variants, or to
+    :func:`weighted_gram` for a few variants).
 
     Parameters
     ----------
