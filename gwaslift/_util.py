@@ -72,18 +72,28 @@ def blas_threads(n_threads: int = 1):
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for suffix in ("64_", ""):
-            get = getattr(lib, f"openblas_get_num_threads{suffix}", None)
-            set_ = getattr(lib, f"openblas_set_num_threads{suffix}", None)
-            if get is not None and set_ is not None:
-                handles.append((set_, int(get())))
-                set_(ctypes.c_int(n_threads))
-                break
+        get, set_ = _openblas_thread_functions(lib)
+        if get is not None:
+            handles.append((set_, int(get())))
+            set_(ctypes.c_int(n_threads))
     try:
         yield
     finally:
         for set_, previous in handles:
             set_(ctypes.c_int(previous))
+
+
+def _openblas_thread_functions(lib):
+    """(get, set) of an OpenBLAS library's thread count, or (None, None). The names vary:
+    ``openblas_get_num_threads`` with the ``64_`` suffix of 64-bit-integer builds, and the
+    ``scipy_`` prefix of the copy numpy 2 bundles."""
+    for prefix in ("", "scipy_"):
+        for suffix in ("64_", ""):
+            get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+            set_ = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+            if get is not None and set_ is not None:
+                return get, set_
+    return None, None
 
 
 def load_numba_module(importer, fallback: str):

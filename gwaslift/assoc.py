@@ -1124,15 +1124,16 @@ def _covariate_matrix(covariates, samples, n, used: np.ndarray | None = None):
         arr = np.asarray(cov)
         arr = arr.reshape(n, -1)
         cov = pd.DataFrame(arr, columns=[f"covar{k + 1}" for k in range(arr.shape[1])])
+    # text columns: object dtype (pandas 2) or pandas 3's default string dtype
     cats = [col for col in cov.columns
-            if isinstance(cov[col].dtype, pd.CategoricalDtype) or cov[col].dtype == object
-            or cov[col].dtype == bool]
+            if isinstance(cov[col].dtype, pd.CategoricalDtype) or cov[col].dtype == bool
+            or pd.api.types.is_object_dtype(cov[col].dtype) or pd.api.types.is_string_dtype(cov[col].dtype)]
     if cats:
         # categorical columns -> one-hot indicators, the most common level dropped (the
         # intercept carries it); a missing category stays missing
         complete = cov.notna().all(axis=1).to_numpy()
         if used is not None:
-            complete &= used
+            complete = complete & used  # not in place: pandas may hand out a read-only view
         for col in cats:
             s = cov[col]
             if s.dtype == bool:

@@ -322,7 +322,7 @@ def test_fast_and_line_by_line_parsers_agree(tmp_path, geno):
     rng = np.random.default_rng(11)
     ids = _ids(geno)
     vals = rng.normal(size=(N, 2)) * 10.0 ** rng.integers(-3, 4, (N, 2))
-    tok = np.array([[repr(v) for v in row] for row in vals], dtype=object)
+    tok = np.array([[repr(float(v)) for v in row] for row in vals], dtype=object)
     tok[4, 0], tok[7, 1], tok[9, 0] = "NA", "", "-9.0"
     site = rng.choice(["u", "v"], N)
     rows = [[a, b, t0, t1, s] for (a, b), (t0, t1), s in zip(ids, tok, site)]

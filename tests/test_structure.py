@@ -261,8 +261,9 @@ def test_blas_threads_limits_and_restores():
 
     with open("/proc/self/maps") as fh:
         path = next(line.split()[-1] for line in fh if "numpy.libs" in line and "openblas" in line)
-    lib = ctypes.CDLL(path)
-    get = getattr(lib, "openblas_get_num_threads64_", None) or lib.openblas_get_num_threads
+    from gwaslift._util import _openblas_thread_functions
+
+    get, _ = _openblas_thread_functions(ctypes.CDLL(path))
     before = get()
     with blas_threads(1):
         assert get() == 1

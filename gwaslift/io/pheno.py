@@ -239,7 +239,7 @@ def _read_fast(body: str, n: int, width: int, n_skip: int, use_tabs: bool):
     for k in range(n_skip, width):
         col = df[k]
         if col.dtype.kind in "fiu":
-            v = col.to_numpy(dtype=np.float64)
+            v = col.to_numpy(dtype=np.float64, copy=True)  # written below: never a read-only view
             v[v == -9] = np.nan
             data.append(v)
         else:
