@@ -26,6 +26,11 @@ configuration each side selects, and the overlap of the top-10 SNPs by first-lay
 norm (column L2 norm of W1, summed over the selected configuration's seeds) with each other
 and with the simulated causal SNPs.
     .venv/bin/python benchmarks/deep_grid.py --gemm-check   # stacked vs per-member GEMMs only
+
+``--device cuda`` runs both sides on the GPU (the plain loop's dense tensor and models moved
+there; gwaslift's ``train(device="cuda")``, whose defaults there are the stacked GEMM and the
+packed matrix resident on the device); timings end after a device synchronisation.
+``--samples`` / ``--snps`` make a smaller simulation (its own cached files), for smoke runs.
 """
 
 from __future__ import annotations
@@ -84,13 +89,15 @@ def make_data(prefix: Path, n=10_000, m=10_000, n_causal=10, seed=0):
 
 
 def plain_loop(X, y, split, configs, seeds, epochs, patience, batch_size, shuffle_seed=0):
-    """The paper's way: one model after another, minibatches from a dense tensor."""
+    """The paper's way: one model after another, minibatches from a dense tensor (on X's
+    device; each model is initialised on the CPU under its seed, as gwaslift's, then moved)."""
+    dev = X.device
     n_train = len(split.train)
-    yt = torch.as_tensor(y, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
     results = []
     for cfg, seed in itertools.product(configs, seeds):
         torch.manual_seed(seed)
-        model = GenotypeMLP(X.shape[1], cfg["hidden"])
+        model = GenotypeMLP(X.shape[1], cfg["hidden"]).to(dev)
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
         lam = cfg["l1"] / n_train
         best, best_loss, bad = None, math.inf, 0
@@ -98,7 +105,7 @@ def plain_loop(X, y, split, configs, seeds, epochs, patience, batch_size, shuffl
             perm = np.random.default_rng([shuffle_seed, epoch]).permutation(split.train)
             model.train()
             for s in range(0, n_train, batch_size):
-                idx = torch.as_tensor(perm[s:s + batch_size])
+                idx = torch.as_tensor(perm[s:s + batch_size], device=dev)
                 loss = F.binary_cross_entropy_with_logits(model(X[idx])[:, 0], yt[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -112,8 +119,9 @@ def plain_loop(X, y, split, configs, seeds, epochs, patience, batch_size, shuffl
                     w.copy_(torch.sign(w) * torch.clamp(w.abs() - thr, min=0))
             model.eval()
             with torch.no_grad():
-                es = sum(float(F.binary_cross_entropy_with_logits(model(X[torch.as_tensor(p)])[:, 0], yt[p],
-                                                                  reduction="sum"))
+                es = sum(float(F.binary_cross_entropy_with_logits(
+                    model(X[torch.as_tensor(p, device=dev)])[:, 0], yt[torch.as_tensor(p, device=dev)],
+                    reduction="sum"))
                          for p in np.array_split(split.early_stop, max(1, len(split.early_stop) // batch_size)))
             es /= len(split.early_stop)
             if es < best_loss:
@@ -124,12 +132,12 @@ def plain_loop(X, y, split, configs, seeds, epochs, patience, batch_size, shuffl
                 break
         model.load_state_dict(best)
         with torch.no_grad():
-            f = model(X[torch.as_tensor(split.validation)])[:, 0].double().numpy()
+            f = model(X[torch.as_tensor(split.validation, device=dev)])[:, 0].double().cpu().numpy()
         yv = y[split.validation]
         ll = float(np.mean(yv * -np.logaddexp(0, -f) + (1 - yv) * -np.logaddexp(0, f)))
         results.append({**cfg, "seed": seed, "val_loglik": ll, "epochs": epoch + 1,
                         "n_nonzero_snps": int((model.snp_linear.weight != 0).any(0).sum()),
-                        "w1": model.snp_linear.weight.detach().clone()})
+                        "w1": model.snp_linear.weight.detach().cpu().clone()})
     return results
 
 
@@ -151,7 +159,7 @@ def parity(fit, res, causal_snps, snps, k=10):
         return [int(j) for j in np.argsort(-imp, kind="stable")[:k]]
 
     def w_gwaslift(cfg):
-        return [m.model.snp_linear.weight.detach() for m in fit.members
+        return [m.model.snp_linear.weight.detach().cpu() for m in fit.members
                 if (*m.config["hidden"], m.config["l1"]) == cfg]
 
     def w_plain(cfg):
@@ -204,7 +212,12 @@ def gemm_check(n_snps=10_000, batch=256, reps=3):
     return out
 
 
-def main():
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--patience", type=int, default=5)
@@ -220,21 +233,30 @@ def main():
                     help="gwaslift's first-layer products (the plain loop is always float32)")
     ap.add_argument("--json", type=str, default=None)
     ap.add_argument("--gemm-check", action="store_true", help="only time stacked vs per-member GEMMs")
-    a = ap.parse_args()
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: where both sides train")
+    ap.add_argument("--samples", type=int, default=10_000)
+    ap.add_argument("--snps", type=int, default=10_000)
+    ap.add_argument("--data", default=str(ROOT / "benchmarks" / "data"), help="folder of the cached simulation")
+    a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.gemm_check:
         r = gemm_check(batch=a.batch_size)
         print(f"first-layer GEMMs of 80 members, batch {a.batch_size}: stacked {r['stacked']:.3f} s, "
               f"per member {r['per_member']:.3f} s")
         return
-    prefix = ROOT / "benchmarks" / "data" / "bn_10k_10k"
-    make_data(prefix)
+    name = ("bn_10k_10k" if (a.samples, a.snps) == (10_000, 10_000)
+            else f"bn_{a.samples}_{a.snps}")
+    prefix = Path(a.data) / name
+    Path(a.data).mkdir(parents=True, exist_ok=True)
+    make_data(prefix, n=a.samples, m=a.snps)
     g = gwaslift.read_plink(prefix)
     y = pd.read_csv(f"{prefix}.pheno", sep="\t")["y"].to_numpy().astype(float)
     hidden = [(64, 128), (64, 256), (128, 128), (128, 256)]
     l1 = [0.01, 0.1, 1.0, 10.0]
     seeds = list(range(a.seeds))
     out = {"args": vars(a), "n": g.n_samples, "m": g.n_variants, "loadavg_start": list(os.getloadavg())}
+    if a.device.startswith("cuda"):
+        out["gpu"] = torch.cuda.get_device_name()
 
     # the split and centre train() makes by default, fixed here so either side can run first
     split = make_split(y, 0, stratify=True)
@@ -245,9 +267,12 @@ def main():
         t_build = time.perf_counter()
         X = torch.from_numpy(g.dosage.compute())            # dense (n, m) float32, NaN missing
         X = torch.nan_to_num(X - torch.as_tensor(center), nan=0.0)  # centred, missing -> 0 (same inputs)
+        X = X.to(a.device)
+        _sync(a.device)
         out["plain_build_dense_s"] = time.perf_counter() - t_build
         t0 = time.perf_counter()
         res = plain_loop(X, y, split, configs, seeds, a.epochs, a.patience, a.batch_size)
+        _sync(a.device)
         out["plain_s"] = time.perf_counter() - t0
         print(f"plain loop: {out['plain_s']:.1f} s", flush=True)
         return res
@@ -259,9 +284,10 @@ def main():
         # machine; RESULTS records both orders
         res = run_plain()
     t0 = time.perf_counter()
-    fit = train(g, y, hidden=hidden, l1=l1, seeds=seeds, device="cpu", epochs=a.epochs, patience=a.patience,
+    fit = train(g, y, hidden=hidden, l1=l1, seeds=seeds, device=a.device, epochs=a.epochs, patience=a.patience,
                 batch_size=a.batch_size, lr=a.lr, progress=False, stacked=True if a.stacked else None,
                 precision=a.precision, split=split)
+    _sync(a.device)
     out["gwaslift_s"] = time.perf_counter() - t0
     assert np.array_equal(fit.center, center)
     tab = fit.metrics_table()
@@ -281,7 +307,7 @@ def main():
         diffs, ll = [], []
         for r, mem in zip(res, fit.members):
             assert r["hidden"] == mem.config["hidden"] and r["l1"] == mem.config["l1"] and r["seed"] == mem.seed
-            diffs.append(float((r["w1"] - mem.model.snp_linear.weight.detach()).abs().max()))
+            diffs.append(float((r["w1"] - mem.model.snp_linear.weight.detach().cpu()).abs().max()))
             ll.append(abs(r["val_loglik"] - mem.metrics["val_loglik"]))
         out["max_abs_w1_diff"] = max(diffs)
         out["median_abs_w1_diff"] = float(np.median(diffs))
@@ -295,6 +321,7 @@ def main():
     print(json.dumps(out, indent=1))
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1))
+    return out
 
 
 if __name__ == "__main__":

@@ -31,3 +31,23 @@ def test_biobank_gpu_runs_at_cpu_size(tmp_path):
     # a difference of two timings (2 epochs - 1 epoch): finite, but its sign is the machine's
     # noise at this size, so it is not checked (timings never go into tests)
     assert math.isfinite(saved["protocol_extrapolated"]["total_h"])
+
+
+def test_deep_grid_runs_both_sides_at_cpu_size(tmp_path):
+    """The paper-grid benchmark (gwaslift against the plain loop), at smoke size: the script a
+    GPU session runs with --device cuda (benchmarks/gpu_checks.sh)."""
+    import torch
+
+    mod = _load("deep_grid")
+    threads = torch.get_num_threads()
+    try:
+        out = mod.main(["--samples", "600", "--snps", "300", "--epochs", "2", "--patience", "1",
+                        "--seeds", "1", "--threads", "1", "--device", "cpu", "--data", str(tmp_path),
+                        "--json", str(tmp_path / "g.json")])
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((tmp_path / "g.json").read_text())["m"] == 300
+    # the same algorithm on both sides: every member stops at the same epoch, same weights
+    assert out["same_epochs"] == 16 and out["max_abs_w1_diff"] < 1e-4
+    assert out["gwaslift_s"] > 0 and out["plain_s"] > 0
+    assert len(out["parity"]["per_config_mean_val_loglik"]) == 16
