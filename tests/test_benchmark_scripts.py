@@ -51,3 +51,21 @@ def test_deep_grid_runs_both_sides_at_cpu_size(tmp_path):
     assert out["same_epochs"] == 16 and out["max_abs_w1_diff"] < 1e-4
     assert out["gwaslift_s"] > 0 and out["plain_s"] > 0
     assert len(out["parity"]["per_config_mean_val_loglik"]) == 16
+
+
+def test_gpu_checks_script_runs_its_steps_at_cpu_size(tmp_path):
+    """benchmarks/gpu_checks.sh, the one command a GPU session runs, in its SMOKE mode: every
+    step exits 0 and leaves its JSON."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path / "out"),
+           "DATA": str(tmp_path / "data")}
+    subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_checks.sh")], env=env, check=True,
+                   capture_output=True, timeout=600)
+    steps = (tmp_path / "out" / "steps.txt").read_text().splitlines()
+    assert [s.split(":")[0] for s in steps] == ["grid_f32", "grid_bf16", "biobank"]
+    assert all("exit 0 " in s for s in steps), steps
+    for name in ("grid_f32", "grid_bf16", "biobank_gpu"):
+        assert json.loads((tmp_path / "out" / f"{name}.json").read_text())
