@@ -64,6 +64,11 @@ def _common(p: argparse.ArgumentParser, out_help: str) -> None:
 
 def _input(p: argparse.ArgumentParser, pheno: bool = True, covar: bool = True) -> None:
     p.add_argument("--bfile", required=True, help="PLINK 1 fileset prefix (.bed/.bim/.fam)")
+    p.add_argument("--keep", help="analyse only the samples listed (FID IID or IID; plink2 --keep)")
+    p.add_argument("--remove", help="leave out the samples listed (plink2 --remove)")
+    p.add_argument("--extract", help="analyse only the variant IDs listed (plink2 --extract)")
+    p.add_argument("--exclude", help="leave out the variant IDs listed (plink2 --exclude)")
+    p.add_argument("--chr", help="only these chromosomes, e.g. 1-4,22,X (plink2 --chr)")
     if pheno:
         p.add_argument("--pheno", help="phenotype file (FID IID header; default: the .fam's 6th column)")
         p.add_argument("--pheno-name", help="phenotype column to use (default: the first)")
@@ -232,6 +237,20 @@ def _progress(args) -> bool | None:
     return False if getattr(args, "no_progress", False) else None
 
 
+def _genotypes(args):
+    """The --bfile fileset with plink2's --keep/--remove/--extract/--exclude/--chr applied."""
+    from .io import read_plink
+    from .io.select import select
+
+    g = read_plink(args.bfile)
+    sel = select(g, keep=args.keep, remove=args.remove, extract=args.extract, exclude=args.exclude,
+                 chrom=args.chr)
+    if sel is not g:
+        print(f"{sel.n_samples} of {g.n_samples} samples and {sel.n_variants} of {g.n_variants} variants "
+              "remain after --keep/--remove/--extract/--exclude/--chr", file=sys.stderr)
+    return sel
+
+
 def _phenotype(args, g):
     from .io.pheno import as_phenotype
 
@@ -267,11 +286,11 @@ def _cmd_simulate(args):
 
 
 def _cmd_qc(args):
-    from .io import read_plink, write_plink
+    from .io import write_plink
     from .qc import allele_stats, qc
 
     prefix = _prefix_ready(args.out)
-    g = read_plink(args.bfile)
+    g = _genotypes(args)
     gq, report = qc(g, maf=args.maf, geno=args.geno, mind=args.mind, hwe=args.hwe, progress=_progress(args))
     from .pipeline import _write_tsv
 
@@ -285,11 +304,10 @@ def _cmd_qc(args):
 
 def _cmd_pca(args):
     from ._util import atomic_path
-    from .io import read_plink
     from .structure import pca
 
     prefix = _prefix_ready(args.out)
-    g = read_plink(args.bfile)
+    g = _genotypes(args)
     pcs = pca(g, k=args.pcs, seed=args.seed, progress=_progress(args))
     out = pcs.rename(columns={"fid": "#FID", "iid": "IID"})
     with atomic_path(f"{prefix}.eigenvec") as tmp:
@@ -301,11 +319,10 @@ def _cmd_pca(args):
 
 def _cmd_gwas(args):
     from .assoc import linear_gwas
-    from .io import read_plink
     from .io.sumstats import write_glm, write_gwas_ssf
 
     prefix = _prefix_ready(args.out)
-    g = read_plink(args.bfile)
+    g = _genotypes(args)
     y = _phenotype(args, g)
     cov = _covariates(args, g, args.pcs)
     ss = linear_gwas(g, y, cov, model=args.model, missing=args.missing, firth=args.firth,
@@ -318,11 +335,10 @@ def _cmd_gwas(args):
 
 def _cmd_epistasis(args):
     from .epistasis import pair_scan
-    from .io import read_plink
     from .pipeline import _write_tsv
 
     prefix = _prefix_ready(args.out)
-    g = read_plink(args.bfile)
+    g = _genotypes(args)
     y = _phenotype(args, g)
     cov = _covariates(args, g, args.pcs)
     dist = None if args.min_distance_kb is None else int(round(args.min_distance_kb * 1000))
@@ -346,13 +362,12 @@ def _deep_options(args) -> dict:
 
 def _cmd_train(args):
     from . import deep
-    from .io import read_plink
 
     out = Path(args.out)
     from .pipeline import check_writable
 
     check_writable(out)
-    g = read_plink(args.bfile)
+    g = _genotypes(args)
     y = _phenotype(args, g)
     cov = _covariates(args, g, args.pcs)
     o = _deep_options(args)
@@ -368,11 +383,10 @@ def _cmd_train(args):
 def _cmd_attribute(args):
     from .attribution import attribution_null, deeplift
     from .deep import load_fit
-    from .io import read_plink
     from .pipeline import _write_tsv
 
     prefix = _prefix_ready(args.out)
-    g = read_plink(args.bfile)
+    g = _genotypes(args)
     fit = load_fit(args.model)
     cov = _covariates(args, g, args.pcs)
     names = [] if cov is None else list(cov.columns)
@@ -422,7 +436,7 @@ def _cmd_analyze(args):
     from .pipeline import analyze, check_writable
 
     out = check_writable(args.out)
-    analysis = analyze(args.bfile, args.pheno, args.covar, out=out, pheno_name=args.pheno_name,
+    analysis = analyze(_genotypes(args), args.pheno, args.covar, out=out, pheno_name=args.pheno_name,
                        covar_names=args.covar_name, progress=_progress(args), **_analysis_options(args))
     _summarise(analysis, out)
 
