@@ -67,8 +67,9 @@ def test_variant_ids_and_chromosomes(bfile, tmp_path):
     g = gwaslift.read_plink(bfile)
     m = variant_mask(g, _write(tmp_path / "v", ["rs0 rs5", "rs39", "rs_absent"]))
     assert list(g.variants.snp[m]) == ["rs0", "rs5", "rs39"]
-    with pytest.raises(InputError, match=r"v2: variant ID 'rs29' names 2 variants"):
-        variant_mask(g, _write(tmp_path / "v2", ["rs1", "rs29"]))
+    with pytest.warns(UserWarning, match=r"v2: variant ID 'rs29' names 2 variants.*all of them"):
+        m = variant_mask(g, _write(tmp_path / "v2", ["rs1", "rs29"]))
+    assert list(np.flatnonzero(m)) == [1, 29, 30]  # both rs29 (positions 29 and 30), as plink2
     assert chrom_mask(g, "2-3").sum() == 20
     assert chrom_mask(g, "chrX").sum() == 8 and chrom_mask(g, "23").sum() == 8
     assert chrom_mask(g, "1,X").sum() == 20
@@ -108,4 +109,16 @@ def test_gwas_selection_equals_plink2(bfile, tmp_path, plink2):
     assert list(ours.snp) == list(ref.snp) and len(ours) == 11 + 9  # chr1 less rs3, chr2 less rs15
     np.testing.assert_array_equal(ours.n.to_numpy(), ref.n.to_numpy())
     assert ours.n.max() == 3 * 18 - 2  # 54 kept, less FID 0's S4 and S7
+    np.testing.assert_allclose(ours.beta, ref.beta, rtol=5e-5, atol=1e-6)
+
+
+def test_duplicated_listed_id_selects_all_as_plink2(bfile, tmp_path, plink2):
+    ids = _write(tmp_path / "dup.txt", ["rs29", "rs31"])
+    with pytest.warns(UserWarning, match="all of them are selected"):
+        rc = main(["gwas", "--bfile", str(bfile), "--out", str(tmp_path / "ours"), "--extract", str(ids)])
+    assert rc == 0
+    plink2("--bfile", bfile, "--extract", ids, "--glm", "allow-no-covars", "omit-ref", "--out", tmp_path / "ref")
+    ours = read_sumstats(tmp_path / "ours.glm.linear")
+    ref = read_sumstats(tmp_path / "ref.PHENO1.glm.linear")
+    assert list(ours.snp) == list(ref.snp) == ["rs29", "rs29", "rs31"]
     np.testing.assert_allclose(ours.beta, ref.beta, rtol=5e-5, atol=1e-6)

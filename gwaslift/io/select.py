@@ -10,8 +10,8 @@
   says so (give FID IID to select those). IDs absent from the .fam are skipped, as plink2
   skips them.
 * Variant ID files (``--extract`` / ``--exclude``): whitespace-separated variant IDs (.bim
-  column 2), usually one per line. A listed ID that names several variants of the .bim is an
-  error (plink2 too refuses duplicate IDs there): which one was meant cannot be told.
+  column 2), usually one per line. A listed ID that names several variants of the .bim
+  selects them all, as plink2 (v2.00a3.5, measured) does, with a warning.
 * Chromosomes (``--chr``): a comma-separated list of names and numeric ranges (``1-4,22,X``),
   normalised as read_plink normalises the .bim (``chr1`` -> ``1``, ``23`` -> ``X``).
 
@@ -93,9 +93,9 @@ def variant_mask(genotypes: Genotypes, path: str | os.PathLike) -> np.ndarray:
     mask = snp.isin(listed).to_numpy()
     dup = snp[mask & snp.duplicated(keep=False).to_numpy()]
     if len(dup):
-        raise InputError(f"variant ID {dup.iloc[0]!r} names {int((snp == dup.iloc[0]).sum())} variants of the "
-                         f".bim ({dup.nunique()} listed IDs are duplicated there); give the variants unique IDs "
-                         "(plink2 --set-all-var-ids) to select them", path)
+        warnings.warn(f"{path}: variant ID {dup.iloc[0]!r} names {int((snp == dup.iloc[0]).sum())} variants of "
+                      f"the .bim ({dup.nunique()} listed IDs are duplicated there); all of them are selected, as "
+                      "plink2 does (unique IDs: plink2 --set-all-var-ids)", UserWarning, stacklevel=3)
     return mask
 
 
