@@ -370,7 +370,7 @@ def weighted_gram(W, Qt, out):
 
     For the few variants still fitting after most of a block converged: BLAS's GEMM
     ``W @ K`` streams all of K (n x c (c + 1) / 2 products, 5 MB at n = 10,000) for
-    however few rows W has, which made one variant's covariate block cost ~25 ns a sample;
+    however few rows W has, which made one variant's covariate block cost ~19 ns a sample;
     here each variant's weighted rows of Q stay in a cache-sized tile.
     """
     A, n = W.shape

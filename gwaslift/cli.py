@@ -71,7 +71,8 @@ def _input(p: argparse.ArgumentParser, pheno: bool = True, covar: bool = True) -
     p.add_argument("--chr", help="only these chromosomes, e.g. 1-4,22,X (plink2 --chr)")
     if pheno:
         p.add_argument("--pheno", help="phenotype file (FID IID header; default: the .fam's 6th column)")
-        p.add_argument("--pheno-name", help="phenotype column to use (default: the first)")
+        p.add_argument("--pheno-name", help="phenotype column to use (default: the first; gwas: comma-separated "
+                                            "columns, default every column of --pheno, as plink2 --glm)")
     if covar:
         p.add_argument("--covar", help="covariate file (FID IID header; categorical columns one-hot encoded)")
         p.add_argument("--covar-name", type=_names, help="covariate columns to use (comma separated)")
@@ -319,18 +320,31 @@ def _cmd_pca(args):
 
 def _cmd_gwas(args):
     from .assoc import linear_gwas
+    from .io.pheno import as_phenotype
     from .io.sumstats import write_glm, write_gwas_ssf
 
     prefix = _prefix_ready(args.out)
     g = _genotypes(args)
-    y = _phenotype(args, g)
+    # plink2 --glm analyses every phenotype of --pheno unless --pheno-name picks some; one
+    # phenotype writes <out>.glm.*, several write <out>.<name>.glm.* (plink2's naming)
+    if args.pheno_name:
+        names = _names(args.pheno_name)
+    elif args.pheno:
+        from .io.pheno import phenotype_columns
+
+        names = phenotype_columns(args.pheno)
+    else:
+        names = [None]  # the .fam's sixth column
     cov = _covariates(args, g, args.pcs)
-    ss = linear_gwas(g, y, cov, model=args.model, missing=args.missing, firth=args.firth,
-                     progress=_progress(args))
-    model = ss.attrs.get("model", args.model if args.model != "auto" else "linear")
-    write_glm(ss, f"{prefix}.glm.{model}", model=model)
-    write_gwas_ssf(ss, f"{prefix}.ssf.tsv", model=model)
-    print(f"wrote {prefix}.glm.{model} and {prefix}.ssf.tsv ({len(ss)} variants)", file=sys.stderr)
+    for name in names:
+        y = as_phenotype(args.pheno, g, name=name)
+        ss = linear_gwas(g, y, cov, model=args.model, missing=args.missing, firth=args.firth,
+                         progress=_progress(args))
+        model = ss.attrs.get("model", args.model if args.model != "auto" else "linear")
+        stem = prefix if len(names) == 1 else f"{prefix}.{name}"
+        write_glm(ss, f"{stem}.glm.{model}", model=model)
+        write_gwas_ssf(ss, f"{stem}.ssf.tsv", model=model)
+        print(f"wrote {stem}.glm.{model} and {stem}.ssf.tsv ({len(ss)} variants)", file=sys.stderr)
 
 
 def _cmd_epistasis(args):

@@ -157,3 +157,32 @@ def test_epistasis_command_writes_the_scan(tmp_path):
     truth = pd.read_csv(f"{p}.truth.tsv", sep="\t")
     assert {pairs.snp_a[0], pairs.snp_b[0]} == set(truth.snp)  # the causal pair comes first
     assert (tmp_path / "e.log").exists()
+
+
+def test_gwas_analyses_every_phenotype_of_the_file_as_plink2(tmp_path, dummy_bfile, plink2):
+    """Without --pheno-name, `gwaslift gwas` tests every phenotype column, as plink2 --glm,
+    one output per phenotype named as plink2 names it; --pheno-name picks (comma list)."""
+    import numpy as np
+
+    from gwaslift.io.sumstats import read_sumstats
+
+    fam = pd.read_csv(f"{dummy_bfile}.fam", sep=r"\s+", header=None, dtype=str)
+    rng = np.random.default_rng(31)
+    ph = pd.DataFrame({"#FID": fam[0], "IID": fam[1], "q1": rng.normal(size=len(fam)),
+                       "q2": rng.normal(size=len(fam)), "cc": rng.choice([1, 2], len(fam))})
+    ph.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    assert main(["gwas", "--bfile", str(dummy_bfile), "--pheno", str(tmp_path / "p.tsv"),
+                 "--out", str(tmp_path / "o")]) == 0
+    plink2("--bfile", dummy_bfile, "--pheno", tmp_path / "p.tsv", "--glm", "allow-no-covars", "omit-ref",
+           "cols=+beta", "--out", tmp_path / "ref")
+    for name, ours, ref in (("q1", "linear", "linear"), ("q2", "linear", "linear"),
+                            ("cc", "logistic", "logistic.hybrid")):
+        a = read_sumstats(tmp_path / f"o.{name}.glm.{ours}")
+        b = read_sumstats(tmp_path / f"ref.{name}.glm.{ref}")
+        assert list(a.snp) == list(b.snp)
+        ok = (a.errcode == "").to_numpy() & (b.errcode == "").to_numpy()
+        scale = np.maximum(np.abs(b.beta[ok]), b.se[ok])
+        assert (np.abs(a.beta[ok] - b.beta[ok]) / scale).max() < 1e-4, name
+    assert main(["gwas", "--bfile", str(dummy_bfile), "--pheno", str(tmp_path / "p.tsv"),
+                 "--pheno-name", "q2", "--out", str(tmp_path / "one")]) == 0
+    assert (tmp_path / "one.glm.linear").exists() and not list(tmp_path.glob("one.q*"))

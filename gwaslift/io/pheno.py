@@ -507,6 +507,16 @@ def code_binary(values: np.ndarray, binary: bool | None = None,
 # public
 
 
+def phenotype_columns(path: str | os.PathLike) -> list[str]:
+    """The phenotype columns of a PLINK-style file that plink2's ``--glm`` analyses without
+    ``--pheno-name``: every value column but the reserved ID / parent names (skipped with a
+    warning, as :func:`read_pheno` does) and ``SEX`` (the sample's sex; kept when it is the
+    only column). Headerless files name theirs ``PHENO1, PHENO2, ...``."""
+    table = _parse(path, "PHENO")
+    names = [table.columns[k] for k in _default_columns(table, "phenotype")]
+    return [c for c in names if c != "SEX"] or names
+
+
 def read_pheno(path: str | os.PathLike, genotypes, column: str | int | None = None,
                binary: bool | None = None) -> pd.Series:
     """Read one phenotype from a PLINK-style file, aligned to ``genotypes.samples``.
