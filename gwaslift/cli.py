@@ -75,7 +75,8 @@ def _input(p: argparse.ArgumentParser, pheno: bool = True, covar: bool = True) -
                                             "columns, default every column of --pheno, as plink2 --glm)")
     if covar:
         p.add_argument("--covar", help="covariate file (FID IID header; categorical columns one-hot encoded)")
-        p.add_argument("--covar-name", type=_names, help="covariate columns to use (comma separated)")
+        p.add_argument("--covar-name", type=_names,
+                       help="covariate columns to use (comma separated; A-B: the columns from A to B, as plink2)")
 
 
 def _threshold(text: str) -> float | None:
@@ -327,12 +328,12 @@ def _cmd_gwas(args):
     g = _genotypes(args)
     # plink2 --glm analyses every phenotype of --pheno unless --pheno-name picks some; one
     # phenotype writes <out>.glm.*, several write <out>.<name>.glm.* (plink2's naming)
-    if args.pheno_name:
-        names = _names(args.pheno_name)
-    elif args.pheno:
+    if args.pheno:
         from .io.pheno import phenotype_columns
 
-        names = phenotype_columns(args.pheno)
+        names = phenotype_columns(args.pheno, _names(args.pheno_name) if args.pheno_name else None)
+    elif args.pheno_name:
+        names = _names(args.pheno_name)  # columns of the .fam: as_phenotype says what is wrong
     else:
         names = [None]  # the .fam's sixth column
     cov = _covariates(args, g, args.pcs)

@@ -390,6 +390,29 @@ def _take(col: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def _expand_ranges(table: _Table, columns) -> list:
+    """Requested columns with plink2's ranges expanded: ``A-B`` (not itself a column, A and B
+    both columns) stands for the columns from A to B in the file's order, inclusive
+    (``--covar-name PC1-PC10``; plink2 v2.00a3.5 reads it by position too, measured)."""
+    out = []
+    for c in columns:
+        if isinstance(c, str) and c not in table.columns and "-" in c:
+            for i in (k for k, ch in enumerate(c) if ch == "-"):
+                lo, hi = c[:i], c[i + 1:]
+                if lo in table.columns and hi in table.columns:
+                    a, b = table.columns.index(lo), table.columns.index(hi)
+                    if a > b:
+                        raise InputError(f"column range {c!r}: {hi!r} comes before {lo!r} in the header",
+                                         table.path)
+                    out.extend(table.columns[a:b + 1])
+                    break
+            else:
+                out.append(c)  # not a range: reported as an unknown column
+        else:
+            out.append(c)
+    return out
+
+
 def _pick_column(table: _Table, column, kind: str) -> int:
     if isinstance(column, (int, np.integer)) and not isinstance(column, bool):
         # 1-based like plink's --mpheno
@@ -507,14 +530,19 @@ def code_binary(values: np.ndarray, binary: bool | None = None,
 # public
 
 
-def phenotype_columns(path: str | os.PathLike) -> list[str]:
-    """The phenotype columns of a PLINK-style file that plink2's ``--glm`` analyses without
-    ``--pheno-name``: every value column but the reserved ID / parent names (skipped with a
-    warning, as :func:`read_pheno` does) and ``SEX`` (the sample's sex; kept when it is the
-    only column). Headerless files name theirs ``PHENO1, PHENO2, ...``."""
+def phenotype_columns(path: str | os.PathLike, names: list[str] | None = None) -> list[str]:
+    """The phenotype columns of a PLINK-style file that plink2's ``--glm`` analyses.
+
+    ``names`` None (no ``--pheno-name``): every value column but the reserved ID / parent
+    names (skipped with a warning, as :func:`read_pheno` does) and ``SEX`` (the sample's
+    sex; kept when it is the only column). Else ``names`` with plink2's ranges expanded
+    (``q1-q5``: the columns from q1 to q5 in the file's order), each checked to exist.
+    Headerless files name theirs ``PHENO1, PHENO2, ...``."""
     table = _parse(path, "PHENO")
-    names = [table.columns[k] for k in _default_columns(table, "phenotype")]
-    return [c for c in names if c != "SEX"] or names
+    if names is not None:
+        return [table.columns[_pick_column(table, c, "phenotype")] for c in _expand_ranges(table, names)]
+    found = [table.columns[k] for k in _default_columns(table, "phenotype")]
+    return [c for c in found if c != "SEX"] or found
 
 
 def read_pheno(path: str | os.PathLike, genotypes, column: str | int | None = None,
@@ -642,7 +670,7 @@ def read_covar(path: str | os.PathLike, genotypes, columns: str | list[str] | No
     if isinstance(categorical, str):
         categorical = [categorical]
     keep = _default_columns(table, "covariate") if columns is None else [
-        _pick_column(table, c, "covariate") for c in columns]
+        _pick_column(table, c, "covariate") for c in _expand_ranges(table, columns)]
     cat_set = set()
     for c in categorical or []:
         cat_set.add(table.columns[_pick_column(table, c, "covariate")])
