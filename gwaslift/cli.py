@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="logistic: refit separated / non-converged SNPs with Firth regression "
                         "(plink2's default firth-fallback), report them NA (plink2 no-firth), or "
                         "fit every SNP with Firth (plink2 firth)")
+    _qc_flags(p, pipeline=False)  # plink2 --glm --maf ...: the filters given apply first
 
     p = sub.add_parser("epistasis", help="test the product of every SNP pair (a score test, with covariates)")
     _common(p, "output prefix: <out>.epi.tsv (the top pairs), <out>.epi.snps.tsv (each SNP's strongest pair)")
@@ -326,6 +327,25 @@ def _cmd_gwas(args):
 
     prefix = _prefix_ready(args.out)
     g = _genotypes(args)
+    if any(getattr(args, k) is not None for k in ("maf", "geno", "mind", "hwe")):
+        import numpy as np
+
+        from .qc import qc
+
+        n0, m0 = g.shape
+        gq, report = qc(g, maf=args.maf, geno=args.geno, mind=args.mind, hwe=args.hwe, progress=_progress(args))
+        if not args.maf:
+            # plink2 --glm keeps a monomorphic variant (CONST_OMITTED_ALLELE) unless --maf drops
+            # it; qc() always removes those, so they come back here
+            gone = report[(report["kind"] == "variant") & (report["reason"] != "monomorphic")]["index"]
+            keep_v = np.ones(m0, dtype=bool)
+            keep_v[gone.to_numpy(dtype=np.int64)] = False
+            keep_s = np.ones(n0, dtype=bool)
+            keep_s[report.loc[report["kind"] == "sample", "index"].to_numpy(dtype=np.int64)] = False
+            gq = g.subset(samples=keep_s, variants=keep_v)
+        g = gq
+        print(f"{g.n_samples} of {n0} samples and {g.n_variants} of {m0} variants pass "
+              "--mind/--geno/--hwe/--maf", file=sys.stderr)
     # plink2 --glm analyses every phenotype of --pheno unless --pheno-name picks some; one
     # phenotype writes <out>.glm.*, several write <out>.<name>.glm.* (plink2's naming)
     if args.pheno:

@@ -223,3 +223,29 @@ def test_column_ranges_as_plink2(tmp_path, dummy_bfile, plink2):
     rel = (np.abs(ours.beta - ref.beta) / scale).to_numpy()[ok]
     # plink2's Firth fits stop short of the penalized maximum (test_assoc.py's parity helper)
     assert (rel <= np.where(ours.firth.to_numpy()[ok], 2e-3, 1e-4)).all(), rel.max()
+
+
+@pytest.mark.parametrize("filters", [["--maf", "0.2"], ["--geno", "0.04", "--mind", "0.06"],
+                                     ["--hwe", "0.01", "--maf", "0.05"]])
+def test_gwas_filters_equal_plink2_glm_with_them(tmp_path, dummy_bfile, plink2, filters):
+    """`gwaslift gwas --maf/--geno/--mind/--hwe` filters first, as plink2 --glm with the same
+    flags: the same variants tested (monomorphic ones kept unless --maf drops them, as plink2
+    reports them CONST_OMITTED_ALLELE), the same samples (OBS_CT), the same betas."""
+    import numpy as np
+
+    from gwaslift.io.sumstats import read_sumstats
+
+    fam = pd.read_csv(f"{dummy_bfile}.fam", sep=r"\s+", header=None, dtype=str)
+    rng = np.random.default_rng(33)
+    pd.DataFrame({"#FID": fam[0], "IID": fam[1], "q": rng.normal(size=len(fam))}).to_csv(
+        tmp_path / "p.tsv", sep="\t", index=False)
+    assert main(["gwas", "--bfile", str(dummy_bfile), "--pheno", str(tmp_path / "p.tsv"), *filters,
+                 "--out", str(tmp_path / "o")]) == 0
+    plink2("--bfile", dummy_bfile, "--pheno", tmp_path / "p.tsv", *filters, "--glm", "allow-no-covars",
+           "omit-ref", "--out", tmp_path / "ref")
+    ours, ref = read_sumstats(tmp_path / "o.glm.linear"), read_sumstats(tmp_path / "ref.q.glm.linear")
+    assert 0 < len(ours) < 120  # each filter set removes variants here (and --mind samples)
+    assert list(ours.snp) == list(ref.snp)
+    np.testing.assert_array_equal(ours.n.to_numpy(), ref.n.to_numpy())
+    ok = (ref.errcode == "").to_numpy()
+    np.testing.assert_allclose(ours.beta[ok], ref.beta[ok], rtol=5e-5, atol=1e-6)
