@@ -79,6 +79,17 @@ def _input(p: argparse.ArgumentParser, pheno: bool = True, covar: bool = True) -
                        help="covariate columns to use (comma separated; A-B: the columns from A to B, as plink2)")
 
 
+def _ci_level(text: str) -> float:
+    """A confidence level strictly between 0 and 1 (checked before any work)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"expected a level between 0 and 1 such as 0.95, got {text!r}")
+    return v
+
+
 def _threshold(text: str) -> float | None:
     """A QC threshold, or 'off' / 'none' for no filter."""
     if text.lower() in ("off", "none"):
@@ -161,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(plink2's default firth-fallback), report them NA (plink2 no-firth), or "
                         "fit every SNP with Firth (plink2 firth)")
     _qc_flags(p, pipeline=False)  # plink2 --glm --maf ...: the filters given apply first
+    p.add_argument("--ci", type=_ci_level, default=None,
+                   help="add confidence bounds at this level to the .glm file, e.g. 0.95 (plink2 --ci)")
 
     p = sub.add_parser("epistasis", help="test the product of every SNP pair (a score test, with covariates)")
     _common(p, "output prefix: <out>.epi.tsv (the top pairs), <out>.epi.snps.tsv (each SNP's strongest pair)")
@@ -363,7 +376,7 @@ def _cmd_gwas(args):
                          progress=_progress(args))
         model = ss.attrs.get("model", args.model if args.model != "auto" else "linear")
         stem = prefix if len(names) == 1 else f"{prefix}.{name}"
-        write_glm(ss, f"{stem}.glm.{model}", model=model)
+        write_glm(ss, f"{stem}.glm.{model}", model=model, ci=args.ci)
         write_gwas_ssf(ss, f"{stem}.ssf.tsv", model=model)
         print(f"wrote {stem}.glm.{model} and {stem}.ssf.tsv ({len(ss)} variants)", file=sys.stderr)
 

@@ -249,3 +249,29 @@ def test_gwas_filters_equal_plink2_glm_with_them(tmp_path, dummy_bfile, plink2, 
     np.testing.assert_array_equal(ours.n.to_numpy(), ref.n.to_numpy())
     ok = (ref.errcode == "").to_numpy()
     np.testing.assert_allclose(ours.beta[ok], ref.beta[ok], rtol=5e-5, atol=1e-6)
+
+
+def test_gwas_ci_bounds_equal_plink2(tmp_path, dummy_bfile, plink2, capsys):
+    """--ci 0.95 adds L95/U95 after the SE as plink2 --ci does (normal quantile; odds-ratio
+    scale for logistic models); a level outside (0, 1) is a usage error before any work."""
+    import numpy as np
+
+    fam = pd.read_csv(f"{dummy_bfile}.fam", sep=r"\s+", header=None, dtype=str)
+    rng = np.random.default_rng(34)
+    pd.DataFrame({"#FID": fam[0], "IID": fam[1], "q": rng.normal(size=len(fam)),
+                  "cc": rng.choice([1, 2], len(fam))}).to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    assert main(["gwas", "--bfile", str(dummy_bfile), "--pheno", str(tmp_path / "p.tsv"), "--ci", "0.95",
+                 "--out", str(tmp_path / "o")]) == 0
+    plink2("--bfile", dummy_bfile, "--pheno", tmp_path / "p.tsv", "--glm", "allow-no-covars", "omit-ref",
+           "--ci", "0.95", "--out", tmp_path / "ref")
+    for name, ours, ref in (("q", "linear", "linear"), ("cc", "logistic", "logistic.hybrid")):
+        a = pd.read_csv(tmp_path / f"o.{name}.glm.{ours}", sep="\t", na_values="NA")
+        b = pd.read_csv(tmp_path / f"ref.{name}.glm.{ref}", sep="\t", na_values="NA")
+        se = "SE" if ours == "linear" else "LOG(OR)_SE"
+        assert list(a.columns[list(a.columns).index(se) + 1:][:2]) == ["L95", "U95"]
+        ok = (b["ERRCODE"] == ".").to_numpy() & (b.get("FIRTH?", pd.Series("N", index=b.index)) == "N").to_numpy()
+        for col in ("L95", "U95"):
+            np.testing.assert_allclose(a[col][ok], b[col][ok], rtol=1e-4, atol=1e-5)
+    with pytest.raises(SystemExit) as info:
+        main(["gwas", "--bfile", str(dummy_bfile), "--ci", "95", "--out", str(tmp_path / "x")])
+    assert info.value.code == 2 and "between 0 and 1" in capsys.readouterr().err

@@ -74,10 +74,31 @@ def _num(x, fmt: str, na: str) -> list[str]:
     return [na if not np.isfinite(v) else format(v, fmt) for v in np.asarray(x, dtype=float)]
 
 
-def write_glm(sumstats: pd.DataFrame, path: str | os.PathLike, model: str | None = None) -> Path:
-    """Write a plink2 ``--glm``-style TSV; returns the path. See the module docstring."""
+def write_glm(sumstats: pd.DataFrame, path: str | os.PathLike, model: str | None = None,
+              ci: float | None = None) -> Path:
+    """Write a plink2 ``--glm``-style TSV; returns the path. See the module docstring.
+
+    ``ci`` (plink2 ``--ci``, e.g. 0.95): add the Wald confidence bounds ``L95`` / ``U95``
+    (named after the level) after the standard error: ``beta -/+ z se`` with the normal
+    quantile z, as plink2 computes them for linear models too; for logistic models on the
+    odds-ratio scale, as plink2's default OR columns (measured equal to plink2).
+    """
     model = _model(sumstats, model)
     s = sumstats
+    bounds = {}
+    if ci is not None:
+        if not 0 < ci < 1:
+            raise ValueError(f"ci must be a level between 0 and 1 (e.g. 0.95), got {ci}")
+        from scipy.special import ndtri
+
+        z = float(ndtri(0.5 + ci / 2))
+        b, se = s["beta"].to_numpy(float), s["se"].to_numpy(float)
+        lo, hi = b - z * se, b + z * se
+        if model == "logistic":
+            with np.errstate(over="ignore"):
+                lo, hi = np.exp(lo), np.exp(hi)
+        tag = f"{100 * ci:g}"  # plink2: L95, L99.9
+        bounds = {f"L{tag}": _num(lo, ".8g", "NA"), f"U{tag}": _num(hi, ".8g", "NA")}
     cols = {
         "#CHROM": s["chrom"].astype(str),
         "POS": s["pos"].astype(np.int64).astype(str),
@@ -97,12 +118,14 @@ def write_glm(sumstats: pd.DataFrame, path: str | os.PathLike, model: str | None
     if model == "linear":
         cols["BETA"] = _num(s["beta"], ".8g", "NA")
         cols["SE"] = _num(s["se"], ".8g", "NA")
+        cols |= bounds
         cols["T_STAT"] = _num(s["stat"], ".8g", "NA")
     else:
         with np.errstate(over="ignore"):
             cols["OR"] = _num(np.exp(s["beta"].to_numpy(float)), ".12g", "NA")
         cols["BETA"] = _num(s["beta"], ".8g", "NA")
         cols["LOG(OR)_SE"] = _num(s["se"], ".8g", "NA")
+        cols |= bounds
         cols["Z_STAT"] = _num(s["stat"], ".8g", "NA")
     cols["P"] = _p_strings(s["p"].to_numpy(float), s["log10_p"].to_numpy(float), "NA")
     err = s["errcode"] if "errcode" in s else pd.Series([""] * len(s))
