@@ -64,13 +64,15 @@ Rules (documented here once):
   One code is gwaslift's own: ``ALL_MISSING`` (``n = 0``; plink2 reports that as
   ``SAMPLE_CT<=PREDICTOR_CT``). ``errcode`` is ``""`` for a normal result (plink2 writes
   ``.``).
-* **chrX is tested like an autosome**, on the .bed dosages (a hemizygous male coded as
-  homozygous counts 2) and with the covariates given. plink2 --glm instead adds sex as a
-  covariate on chrX by default, so its chrX results differ (p-values by ~15% on a
-  simulated trait with a sex effect). Add sex (e.g. ``samples["sex"] == 2``) to the
-  covariates of a chrX run to match plink2: measured equal to 4e-6 in beta, with the
-  same .bed male coding. gwaslift does not add it itself: variants of one chunk would
-  need two designs.
+* **Sex chromosomes and MT as plink2 --glm** (``x_sex=True``, the default, for a
+  :class:`Genotypes`): on chrX sex (.fam column 5) is added as a covariate when both sexes
+  are among the samples used (samples of unknown sex then leave the chrX tests; a male's
+  hemizygous call counts 2, the .bed dosage, as plink2 counts it there); chrY is tested on
+  males only; on chrY and MT alleles count 0/1 (haploid), so beta and SE are per haploid
+  allele. Each class is its own regression over the same chunks. ``x_sex=False`` is
+  plink2's ``no-x-sex``. Measured equal to plink2 v2.00a3.5 (OBS_CT, and beta to its
+  printed digits); a heterozygous call on chrY / MT counts 0.5 here, where plink2 reads it
+  as missing (not tested: such calls are genotyping errors).
 * **Bad input** raises :class:`~gwaslift.InputError`: a constant phenotype, a binary
   phenotype with one class, covariates collinear with the intercept or with each other
   (named), non-numeric covariates, misaligned sample IDs.
@@ -1184,7 +1186,7 @@ def _choose_model(y: np.ndarray, model: str):
 def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", missing: str = "drop",
                 chunk: int | None = None, progress: bool | None = None, max_iter: int = 25,
                 vif: float = VIF_DEFAULT, max_corr: float = MAX_CORR_DEFAULT,
-                firth: str = "fallback") -> pd.DataFrame:
+                firth: str = "fallback", x_sex: bool = True) -> pd.DataFrame:
     """Per-SNP linear or logistic regression with covariates (plink2 ``--glm`` equivalent).
 
     Parameters
@@ -1231,6 +1233,13 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         linear in the sample count; benchmarks/results/firth.md): ~2.6x less than
         plink2's. In a cohort with many ultra-rare variants, filter on minor allele count
         first, as with plink2.
+    x_sex : bool
+        Sex chromosomes as plink2 ``--glm`` tests them (a :class:`Genotypes` input, with the
+        .fam's sex): on chrX sex is added as a covariate (``SEX``, when both sexes are among
+        the samples used; samples of unknown sex then leave the chrX tests), and chrY is
+        tested on males only. ``False`` is plink2's ``no-x-sex`` (chrX without the sex
+        covariate; chrY still males only). Arrays have no chromosomes: every variant is
+        tested alike.
 
     Returns
     -------
@@ -1264,6 +1273,24 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         samples, n_all = None, arr.shape[0]
     y = _phenotype_vector(phenotype, samples, n_all)
     C, names = _covariate_matrix(covariates, samples, n_all, used=np.isfinite(y))
+    if is_geno and x_sex is not None:
+        parts = _sex_chromosome_parts(genotypes, y, C, names, x_sex)
+        if parts is not None:
+            # each class of chromosome is its own regression (other samples or covariates);
+            # x_sex=None: the parts are not split again
+            kw = dict(model=model, missing=missing, chunk=chunk, progress=progress, max_iter=max_iter,
+                      vif=vif, max_corr=max_corr, firth=firth, x_sex=None)
+            done = []
+            for pos, yy, CC, nn, haploid in parts:
+                res = linear_gwas(genotypes.subset(variants=pos), yy, pd.DataFrame(CC, columns=nn), **kw)
+                if haploid:  # per haploid allele (0/1), as plink2: the dosage is 0/2
+                    res["beta"] *= 2.0
+                    res["se"] *= 2.0
+                done.append((pos, res))
+            order = np.argsort(np.concatenate([pos for pos, _ in done]), kind="stable")
+            out = pd.concat([r for _, r in done], ignore_index=True).iloc[order].reset_index(drop=True)
+            out.attrs.update(done[0][1].attrs, covariates=list(names), x_sex=bool(x_sex))
+            return out
     keep = np.isfinite(y) & np.all(np.isfinite(C), axis=1)
     model, y_used = _choose_model(y[keep], model)
     c = 1 + C.shape[1]
@@ -1322,6 +1349,41 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
             parts = dask.compute(*tasks)
     stats = np.concatenate(parts, axis=0) if parts else np.empty((0, _NSTAT))
     return _label(stats, variants, design, names, missing)
+
+
+def _sex_chromosome_parts(genotypes, y, C, names, x_sex: bool):
+    """plink2 --glm's sex-chromosome and haploid rules as separate regressions: None when no
+    variant is on chrX, chrY or MT; else ``[(variant positions, phenotype, covariates, names,
+    haploid)]`` for the other chromosomes (as given), chrX (``SEX`` added: 1 male, 2 female,
+    NaN unknown, when ``x_sex`` and both sexes are among the samples used), chrY (males
+    only: the others' phenotype NaN) and MT. ``haploid`` (Y, MT): plink2 counts alleles 0/1
+    there, where the .bed dosage of a hemizygous call is 0/2, so beta and SE are per
+    haploid allele (twice the dosage scale's). plink2 v2.00a3.5 measured: the same OBS_CT
+    and betas."""
+    chrom = genotypes.variants["chrom"].astype(str).to_numpy()
+    on_x, on_y, on_mt = chrom == "X", chrom == "Y", chrom == "MT"
+    if not (on_x.any() or on_y.any() or on_mt.any()):
+        return None
+    sex = pd.to_numeric(genotypes.samples["sex"], errors="coerce").to_numpy()
+    male, female = sex == 1, sex == 2
+    used = np.isfinite(y) & np.all(np.isfinite(C), axis=1)
+    parts = []
+    other = ~(on_x | on_y | on_mt)
+    if other.any():
+        parts.append((np.flatnonzero(other), y, C, names, False))
+    if on_x.any():
+        add_sex = (x_sex and (male & used).any() and (female & used).any()
+                   and not any(n.upper() == "SEX" for n in names))
+        if add_sex:
+            s = np.where(male, 1.0, np.where(female, 2.0, np.nan))
+            parts.append((np.flatnonzero(on_x), y, np.column_stack([C, s]), [*names, "SEX"], False))
+        else:
+            parts.append((np.flatnonzero(on_x), y, C, names, False))
+    if on_y.any():
+        parts.append((np.flatnonzero(on_y), np.where(male, y, np.nan), C, names, True))
+    if on_mt.any():
+        parts.append((np.flatnonzero(on_mt), y, C, names, True))
+    return parts
 
 
 def _label(stats, variants, design, names, missing) -> pd.DataFrame:

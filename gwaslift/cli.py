@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(plink2's default firth-fallback), report them NA (plink2 no-firth), or "
                         "fit every SNP with Firth (plink2 firth)")
     _qc_flags(p, pipeline=False)  # plink2 --glm --maf ...: the filters given apply first
+    p.add_argument("--no-x-sex", action="store_true",
+                   help="chrX without sex as a covariate (plink2 --glm no-x-sex; default: added, as plink2)")
     p.add_argument("--ci", type=_ci_level, default=None,
                    help="add confidence bounds at this level to the .glm file, e.g. 0.95 (plink2 --ci)")
 
@@ -373,7 +375,7 @@ def _cmd_gwas(args):
     for name in names:
         y = as_phenotype(args.pheno, g, name=name)
         ss = linear_gwas(g, y, cov, model=args.model, missing=args.missing, firth=args.firth,
-                         progress=_progress(args))
+                         x_sex=not args.no_x_sex, progress=_progress(args))
         model = ss.attrs.get("model", args.model if args.model != "auto" else "linear")
         stem = prefix if len(names) == 1 else f"{prefix}.{name}"
         write_glm(ss, f"{stem}.glm.{model}", model=model, ci=args.ci)

@@ -823,3 +823,55 @@ def test_bad_arguments():
         linear_gwas(G, yq, C, missing="zero")
     with pytest.raises(InputError, match="numeric"):
         linear_gwas(G, np.array(["a"] * len(yq), dtype=object), C)
+
+
+# ------------------------------------------------------- sex chromosomes and MT (plink2 --glm)
+def _sex_chrom_cohort(tmp_path, n=500, seed=41):
+    """Chromosomes 1, X, Y, MT; sexes 1, 2 and a few unknown (0); males hemizygous (0/2) on
+    X, Y and MT (everyone on MT); females with (erroneous) chrY calls, which plink2 ignores;
+    a quantitative trait with a sex effect and a case/control one."""
+    rng = np.random.default_rng(seed)
+    sex = rng.choice([1, 2], n)
+    sex[:7] = 0
+    chrom = ["1"] * 6 + ["X"] * 6 + ["Y"] * 4 + ["MT"] * 4
+    m = len(chrom)
+    G = rng.binomial(2, rng.uniform(0.1, 0.5, m), size=(n, m)).astype(np.float32)
+    male = sex == 1
+    for j in range(m):
+        if chrom[j] in ("X", "Y"):
+            G[male, j] = 2 * rng.binomial(1, 0.3, male.sum())
+        if chrom[j] == "MT":
+            G[:, j] = 2 * rng.binomial(1, 0.3, n)
+    G[rng.random((n, m)) < 0.02] = np.nan
+    samples = pd.DataFrame({"fid": [f"f{i}" for i in range(n)], "iid": [f"i{i}" for i in range(n)],
+                            "sex": sex, "trait": np.nan})
+    variants = pd.DataFrame({"chrom": chrom, "snp": [f"v{j}" for j in range(m)], "cm": 0.0,
+                             "pos": np.arange(1, m + 1) * 100, "a1": "A", "a2": "G"})
+    gwaslift.write_plink(tmp_path / "xy", G, samples=samples, variants=variants)
+    q = 0.6 * (sex == 2) + 0.3 * np.nan_to_num(G[:, 7]) + rng.normal(size=n)
+    cc = np.where(rng.random(n) < 1 / (1 + np.exp(-(0.5 * (sex == 2) - 0.3))), 2, 1)
+    pd.DataFrame({"#FID": samples.fid, "IID": samples.iid, "q": q, "cc": cc}).to_csv(
+        tmp_path / "xy.pheno", sep="\t", index=False)
+    return gwaslift.read_plink(tmp_path / "xy"), q, cc
+
+
+@pytest.mark.parametrize("no_x_sex", [False, True])
+def test_sex_chromosomes_and_mt_equal_plink2(tmp_path, plink2, no_x_sex):
+    """chrX with sex as a covariate (or not: no-x-sex), chrY on males only, chrY and MT per
+    haploid allele: the same OBS_CT, beta and SE as plink2 --glm, linear and logistic."""
+    g, q, cc = _sex_chrom_cohort(tmp_path)
+    mods = ["no-x-sex"] if no_x_sex else []
+    plink2("--bfile", tmp_path / "xy", "--pheno", tmp_path / "xy.pheno", "--glm", "allow-no-covars",
+           "hide-covar", "omit-ref", "cols=+beta,+firth", *mods, "--out", tmp_path / "ref")
+    for name, y, ref_file in (("q", q, "ref.q.glm.linear"), ("cc", cc.astype(float), "ref.cc.glm.logistic.hybrid")):
+        ours = linear_gwas(g, y, x_sex=not no_x_sex)
+        ref = read_sumstats(tmp_path / ref_file)
+        assert list(ours.snp) == list(ref.snp)
+        np.testing.assert_array_equal(ours.n.to_numpy(), ref.n.to_numpy())
+        males = int((g.samples.sex == 1).sum())
+        assert ours.loc[ours.chrom == "Y", "n"].max() <= males < ours.loc[ours.chrom == "MT", "n"].min()
+        scale = np.maximum(np.abs(ref.beta), ref.se).to_numpy()
+        rel = np.abs(ours.beta.to_numpy() - ref.beta.to_numpy()) / scale
+        assert rel.max() < (1e-4 if name == "q" else 3e-4), (name, rel.max())
+        np.testing.assert_allclose(ours.se, ref.se, rtol=1e-4)
+    assert ours.attrs["x_sex"] is (not no_x_sex)
