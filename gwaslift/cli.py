@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(plink2's default firth-fallback), report them NA (plink2 no-firth), or "
                         "fit every SNP with Firth (plink2 firth)")
     _qc_flags(p, pipeline=False)  # plink2 --glm --maf ...: the filters given apply first
+    p.add_argument("--pheno-quantile-normalize", action="store_true",
+                   help="rank-based inverse-normal transform of quantitative phenotypes (plink2's)")
     p.add_argument("--no-x-sex", action="store_true",
                    help="chrX without sex as a covariate (plink2 --glm no-x-sex; default: added, as plink2)")
     p.add_argument("--ci", type=_ci_level, default=None,
@@ -336,6 +338,8 @@ def _cmd_pca(args):
 
 
 def _cmd_gwas(args):
+    import pandas as pd
+
     from .assoc import linear_gwas
     from .io.pheno import as_phenotype
     from .io.sumstats import write_glm, write_gwas_ssf
@@ -374,6 +378,10 @@ def _cmd_gwas(args):
     cov = _covariates(args, g, args.pcs)
     for name in names:
         y = as_phenotype(args.pheno, g, name=name)
+        if args.pheno_quantile_normalize and not y.attrs.get("binary"):
+            from .io.pheno import quantile_normalize
+
+            y = pd.Series(quantile_normalize(y), index=y.index, name=y.name)
         ss = linear_gwas(g, y, cov, model=args.model, missing=args.missing, firth=args.firth,
                          x_sex=not args.no_x_sex, progress=_progress(args))
         model = ss.attrs.get("model", args.model if args.model != "auto" else "linear")
