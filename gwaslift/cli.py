@@ -337,54 +337,61 @@ def _cmd_pca(args):
     print(f"wrote {prefix}.eigenvec and {prefix}.eigenval", file=sys.stderr)
 
 
+def _glm_filters(args, g):
+    """``g`` after --mind/--geno/--hwe/--maf as plink2 applies them before --glm (unchanged
+    when none is given). plink2 keeps a monomorphic variant (it reports it
+    CONST_OMITTED_ALLELE) unless --maf drops it; qc() always removes those, so without
+    --maf they come back."""
+    if all(getattr(args, k) is None for k in ("maf", "geno", "mind", "hwe")):
+        return g
+    import numpy as np
+
+    from .qc import qc
+
+    n0, m0 = g.shape
+    gq, report = qc(g, maf=args.maf, geno=args.geno, mind=args.mind, hwe=args.hwe, progress=_progress(args))
+    if not args.maf:
+        keep_v = np.ones(m0, dtype=bool)
+        keep_v[report.loc[(report["kind"] == "variant") & (report["reason"] != "monomorphic"), "index"]
+               .to_numpy(dtype=np.int64)] = False
+        keep_s = np.ones(n0, dtype=bool)
+        keep_s[report.loc[report["kind"] == "sample", "index"].to_numpy(dtype=np.int64)] = False
+        gq = g.subset(samples=keep_s, variants=keep_v)
+    print(f"{gq.n_samples} of {n0} samples and {gq.n_variants} of {m0} variants pass "
+          "--mind/--geno/--hwe/--maf", file=sys.stderr)
+    return gq
+
+
+def _glm_phenotype_names(args) -> list:
+    """The phenotypes to test, as plink2 --glm picks them: every column of --pheno unless
+    --pheno-name names some (ranges expanded); without --pheno, the .fam's sixth column
+    (None)."""
+    if args.pheno:
+        from .io.pheno import phenotype_columns
+
+        return phenotype_columns(args.pheno, _names(args.pheno_name) if args.pheno_name else None)
+    return _names(args.pheno_name) if args.pheno_name else [None]
+
+
 def _cmd_gwas(args):
     import pandas as pd
 
     from .assoc import linear_gwas
-    from .io.pheno import as_phenotype
+    from .io.pheno import as_phenotype, quantile_normalize
     from .io.sumstats import write_glm, write_gwas_ssf
 
     prefix = _prefix_ready(args.out)
-    g = _genotypes(args)
-    if any(getattr(args, k) is not None for k in ("maf", "geno", "mind", "hwe")):
-        import numpy as np
-
-        from .qc import qc
-
-        n0, m0 = g.shape
-        gq, report = qc(g, maf=args.maf, geno=args.geno, mind=args.mind, hwe=args.hwe, progress=_progress(args))
-        if not args.maf:
-            # plink2 --glm keeps a monomorphic variant (CONST_OMITTED_ALLELE) unless --maf drops
-            # it; qc() always removes those, so they come back here
-            gone = report[(report["kind"] == "variant") & (report["reason"] != "monomorphic")]["index"]
-            keep_v = np.ones(m0, dtype=bool)
-            keep_v[gone.to_numpy(dtype=np.int64)] = False
-            keep_s = np.ones(n0, dtype=bool)
-            keep_s[report.loc[report["kind"] == "sample", "index"].to_numpy(dtype=np.int64)] = False
-            gq = g.subset(samples=keep_s, variants=keep_v)
-        g = gq
-        print(f"{g.n_samples} of {n0} samples and {g.n_variants} of {m0} variants pass "
-              "--mind/--geno/--hwe/--maf", file=sys.stderr)
-    # plink2 --glm analyses every phenotype of --pheno unless --pheno-name picks some; one
-    # phenotype writes <out>.glm.*, several write <out>.<name>.glm.* (plink2's naming)
-    if args.pheno:
-        from .io.pheno import phenotype_columns
-
-        names = phenotype_columns(args.pheno, _names(args.pheno_name) if args.pheno_name else None)
-    elif args.pheno_name:
-        names = _names(args.pheno_name)  # columns of the .fam: as_phenotype says what is wrong
-    else:
-        names = [None]  # the .fam's sixth column
+    g = _glm_filters(args, _genotypes(args))
+    names = _glm_phenotype_names(args)
     cov = _covariates(args, g, args.pcs)
     for name in names:
         y = as_phenotype(args.pheno, g, name=name)
         if args.pheno_quantile_normalize and not y.attrs.get("binary"):
-            from .io.pheno import quantile_normalize
-
             y = pd.Series(quantile_normalize(y), index=y.index, name=y.name)
         ss = linear_gwas(g, y, cov, model=args.model, missing=args.missing, firth=args.firth,
                          x_sex=not args.no_x_sex, progress=_progress(args))
         model = ss.attrs.get("model", args.model if args.model != "auto" else "linear")
+        # one phenotype writes <out>.glm.*, several <out>.<name>.glm.* (plink2's naming)
         stem = prefix if len(names) == 1 else f"{prefix}.{name}"
         write_glm(ss, f"{stem}.glm.{model}", model=model, ci=args.ci)
         write_gwas_ssf(ss, f"{stem}.ssf.tsv", model=model)
