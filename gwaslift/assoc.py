@@ -71,8 +71,7 @@ Rules (documented here once):
   males only; on chrY and MT alleles count 0/1 (haploid), so beta and SE are per haploid
   allele. Each class is its own regression over the same chunks. ``x_sex=False`` is
   plink2's ``no-x-sex``. Measured equal to plink2 v2.00a3.5 (OBS_CT, and beta to its
-  printed digits); a heterozygous call on chrY / MT counts 0.5 here, where plink2 reads it
-  as missing (not tested: such calls are genotyping errors).
+  printed digits), heterozygous calls on chrY / MT included (half an allele in both).
 * **Bad input** raises :class:`~gwaslift.InputError`: a constant phenotype, a binary
   phenotype with one class, covariates collinear with the intercept or with each other
   (named), non-numeric covariates, misaligned sample IDs.

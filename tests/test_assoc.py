@@ -843,6 +843,8 @@ def _sex_chrom_cohort(tmp_path, n=500, seed=41):
         if chrom[j] == "MT":
             G[:, j] = 2 * rng.binomial(1, 0.3, n)
     G[rng.random((n, m)) < 0.02] = np.nan
+    G[:12, -1] = 1.0                     # heterozygous MT calls (errors): half an allele, as plink2
+    G[np.flatnonzero(male)[:5], 12] = 1.0  # and on a male's chrY
     samples = pd.DataFrame({"fid": [f"f{i}" for i in range(n)], "iid": [f"i{i}" for i in range(n)],
                             "sex": sex, "trait": np.nan})
     variants = pd.DataFrame({"chrom": chrom, "snp": [f"v{j}" for j in range(m)], "cm": 0.0,
