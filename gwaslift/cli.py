@@ -77,6 +77,9 @@ def _input(p: argparse.ArgumentParser, pheno: bool = True, covar: bool = True) -
         p.add_argument("--covar", help="covariate file (FID IID header; categorical columns one-hot encoded)")
         p.add_argument("--covar-name", type=_names,
                        help="covariate columns to use (comma separated; A-B: the columns from A to B, as plink2)")
+        p.add_argument("--covar-variance-standardize", action="store_true",
+                       help="accepted for plink2 command lines; changes nothing: the regressions run in an "
+                            "orthonormal basis of the covariates, so no result depends on their scale")
 
 
 def _ci_level(text: str) -> float:

@@ -305,3 +305,31 @@ def test_pheno_quantile_normalize_equals_plink2(tmp_path, dummy_bfile, plink2):
         np.testing.assert_array_equal(a.n.to_numpy(), b.n.to_numpy())
         rel = (np.abs(a.beta - b.beta) / np.maximum(np.abs(b.beta), b.se)).to_numpy()[ok]
         assert rel.max() < 1e-4, (name, rel.max())
+
+
+def test_covar_variance_standardize_is_accepted_and_changes_nothing(tmp_path, dummy_bfile, plink2):
+    """plink2 users' --covar-variance-standardize: accepted, the same results as without it
+    (the covariates enter through an orthonormal basis), and as plink2's with it, even for a
+    year-of-birth-like covariate whose mean dwarfs its spread."""
+    import numpy as np
+
+    from gwaslift.io.sumstats import read_sumstats
+
+    fam = pd.read_csv(f"{dummy_bfile}.fam", sep=r"\s+", header=None, dtype=str)
+    rng = np.random.default_rng(36)
+    n = len(fam)
+    pd.DataFrame({"#FID": fam[0], "IID": fam[1], "yob": 1950 + rng.integers(0, 30, n) + 1e-3 * rng.random(n),
+                  "pc1": rng.normal(size=n)}).to_csv(tmp_path / "c.tsv", sep="\t", index=False)
+    pd.DataFrame({"#FID": fam[0], "IID": fam[1], "q": rng.normal(size=n)}).to_csv(
+        tmp_path / "p.tsv", sep="\t", index=False)
+    common = ["gwas", "--bfile", str(dummy_bfile), "--pheno", str(tmp_path / "p.tsv"), "--covar", str(tmp_path / "c.tsv")]
+    assert main([*common, "--covar-variance-standardize", "--out", str(tmp_path / "s")]) == 0
+    assert main([*common, "--out", str(tmp_path / "u")]) == 0
+    a, b = read_sumstats(tmp_path / "s.glm.linear"), read_sumstats(tmp_path / "u.glm.linear")
+    pd.testing.assert_frame_equal(a, b)
+    plink2("--bfile", dummy_bfile, "--pheno", tmp_path / "p.tsv", "--covar", tmp_path / "c.tsv",
+           "--covar-variance-standardize", "--glm", "hide-covar", "omit-ref", "--out", tmp_path / "ref")
+    ref = read_sumstats(tmp_path / "ref.q.glm.linear")
+    ok = (ref.errcode == "").to_numpy()
+    assert ok.sum() > 100
+    np.testing.assert_allclose(a.beta[ok], ref.beta[ok], rtol=5e-5, atol=1e-6)
