@@ -607,6 +607,12 @@ def read_pheno(path: str | os.PathLike, genotypes, column: str | int | None = No
         # traits) is the sample's sex, not the trait meant by "the first column"; plink2 would
         # load it as a phenotype beside the others, so it is still used when alone or named
         j = next((k for k in keep if table.columns[k] != "SEX"), keep[0])
+        others = [table.columns[k] for k in keep if k != j and table.columns[k] != "SEX"]
+        if others:
+            # plink2 would analyse them all: say which one this is
+            warnings.warn(f"{table.path}: {len(others) + 1} phenotype columns; using the first, "
+                          f"{table.columns[j]!r} (name another with column= / --pheno-name; "
+                          "`gwaslift gwas` tests them all, as plink2 --glm)", UserWarning, stacklevel=2)
     else:
         j = _pick_column(table, column, "phenotype")
     name = table.columns[j]
