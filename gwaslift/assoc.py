@@ -376,8 +376,8 @@ def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, miss
         Kmiss = np.column_stack([K * w0[:, None], Q * r0[:, None], np.zeros(n), K])
         yy = 0.0
         S = np.ascontiguousarray(np.column_stack([Q, r0, np.ones(n), Qw0, y]).T)
-        kw = dict(a0=a0, w0=w0, QwQ0=Qw0.T @ Q, Qr0=Q.T @ r0, Kw=K, Qt=np.ascontiguousarray(Q.T),
-                  S=S,
+        # Qt: S's first c rows (a C-contiguous view, not a second copy)
+        kw = dict(a0=a0, w0=w0, QwQ0=Qw0.T @ Q, Qr0=Q.T @ r0, Kw=K, Qt=S[:c], S=S,
                   offset_miss=np.where(y > 0.5, 1e4, -1e4))
     return Design(model=model, missing=missing, y=y, Q=Q, V=np.ascontiguousarray(V), tri=tri,
                   Kmiss=np.ascontiguousarray(Kmiss), yy=yy,

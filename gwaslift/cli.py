@@ -343,24 +343,14 @@ def _cmd_pca(args):
 def _glm_filters(args, g):
     """``g`` after --mind/--geno/--hwe/--maf as plink2 applies them before --glm (unchanged
     when none is given). plink2 keeps a monomorphic variant (it reports it
-    CONST_OMITTED_ALLELE) unless --maf drops it; qc() always removes those, so without
-    --maf they come back."""
+    CONST_OMITTED_ALLELE) unless --maf drops it."""
     if all(getattr(args, k) is None for k in ("maf", "geno", "mind", "hwe")):
         return g
-    import numpy as np
-
     from .qc import qc
 
-    n0, m0 = g.shape
-    gq, report = qc(g, maf=args.maf, geno=args.geno, mind=args.mind, hwe=args.hwe, progress=_progress(args))
-    if not args.maf:
-        keep_v = np.ones(m0, dtype=bool)
-        keep_v[report.loc[(report["kind"] == "variant") & (report["reason"] != "monomorphic"), "index"]
-               .to_numpy(dtype=np.int64)] = False
-        keep_s = np.ones(n0, dtype=bool)
-        keep_s[report.loc[report["kind"] == "sample", "index"].to_numpy(dtype=np.int64)] = False
-        gq = g.subset(samples=keep_s, variants=keep_v)
-    print(f"{gq.n_samples} of {n0} samples and {gq.n_variants} of {m0} variants pass "
+    gq, _ = qc(g, maf=args.maf, geno=args.geno, mind=args.mind, hwe=args.hwe,
+               drop_monomorphic=bool(args.maf), progress=_progress(args))
+    print(f"{gq.n_samples} of {g.n_samples} samples and {gq.n_variants} of {g.n_variants} variants pass "
           "--mind/--geno/--hwe/--maf", file=sys.stderr)
     return gq
 

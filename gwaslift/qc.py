@@ -997,6 +997,7 @@ def _check_threshold(name: str, value, upper: float = 1.0):
 
 def qc(genotypes: Genotypes, maf: float | None = 0.01, geno: float | None = 0.01,
        mind: float | None = 0.02, hwe: float | None = None, *, midp: bool = False,
+       drop_monomorphic: bool = True,
        progress: bool | None = None) -> tuple[Genotypes, pd.DataFrame]:
     """Filter samples and variants as plink2 ``--mind --geno --hwe --maf`` would.
 
@@ -1005,7 +1006,9 @@ def qc(genotypes: Genotypes, maf: float | None = 0.01, geno: float | None = 0.01
     whose missing fraction > ``geno``, whose HWE exact p-value < ``hwe``
     (:func:`hwe_exact`, mid-p with ``midp=True``), or whose minor allele frequency <
     ``maf``. Variants without an observed copy of both alleles (monomorphic, or nothing
-    observed) are always removed. A threshold of ``None`` disables that filter.
+    observed) are removed too unless ``drop_monomorphic=False`` (plink2's filters alone,
+    as before ``--glm``, which reports such a variant CONST_OMITTED_ALLELE). A threshold of
+    ``None`` disables that filter.
 
     Returns
     -------
@@ -1095,8 +1098,9 @@ def qc(genotypes: Genotypes, maf: float | None = 0.01, geno: float | None = 0.01
         if pc is not None:
             fail = np.where(special, (pc.total_units > 0) & (minor_u < maf * pc.total_units * (1 - _EPS)), fail)
         mark(fail, "maf", np.minimum(freq, 1 - freq), maf)
-    mark(np.where(special, minor_u == 0, minor == 0) if pc is not None else minor == 0,
-         "monomorphic", freq, np.nan)
+    if drop_monomorphic:
+        mark(np.where(special, minor_u == 0, minor == 0) if pc is not None else minor == 0,
+             "monomorphic", freq, np.nan)
 
     j = np.flatnonzero(failed)
     variant_rows = pd.DataFrame({
