@@ -558,8 +558,15 @@ def phenotype_columns(path: str | os.PathLike, names: list[str] | None = None) -
     table = _parse(path, "PHENO")
     if names is not None:
         return [table.columns[_pick_column(table, c, "phenotype")] for c in _expand_ranges(table, names)]
-    found = [table.columns[k] for k in _default_columns(table, "phenotype")]
-    return [c for c in found if c != "SEX"] or found
+    return [table.columns[k] for k in _phenotype_indices(table)]
+
+
+def _phenotype_indices(table: _Table) -> list[int]:
+    """The value columns that are phenotypes by default: not the reserved names
+    (:func:`_default_columns`) and not ``SEX`` (a .psam's, or a file listing sex before the
+    traits: the sample's sex, not a trait), unless it is the only column."""
+    keep = _default_columns(table, "phenotype")
+    return [k for k in keep if table.columns[k] != "SEX"] or keep
 
 
 def read_pheno(path: str | os.PathLike, genotypes, column: str | int | None = None,
@@ -602,12 +609,9 @@ def read_pheno(path: str | os.PathLike, genotypes, column: str | int | None = No
     samples = _samples_of(genotypes)
     table = _parse(path, "PHENO")
     if column is None:
-        keep = _default_columns(table, "phenotype")
-        # the first phenotype: a SEX column (a .psam's, or a file listing sex before the
-        # traits) is the sample's sex, not the trait meant by "the first column"; plink2 would
-        # load it as a phenotype beside the others, so it is still used when alone or named
-        j = next((k for k in keep if table.columns[k] != "SEX"), keep[0])
-        others = [table.columns[k] for k in keep if k != j and table.columns[k] != "SEX"]
+        # the first phenotype (SEX only when alone or named: plink2 would load it as a
+        # phenotype beside the others)
+        j, *others = _phenotype_indices(table)
         if others:
             # plink2 would analyse them all: say which one this is
             warnings.warn(f"{table.path}: {len(others) + 1} phenotype columns; using the first, "
