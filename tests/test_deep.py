@@ -718,8 +718,8 @@ def _float64_step(w, g, m, v, t, lr, lam, b1=0.9, b2=0.999, eps=1e-8):
 @pytest.mark.parametrize("t,lam", [(1, 0.0), (7, 2e-3), (300, 2e-3), (300, 0.0)])
 def test_fused_prox_adam_equals_the_torch_op_step(n, gdtype, t, lam):
     """optim.prox_adam_ (one numba pass) against the torch-op step: Adam moments bitwise equal;
-    weights equal but for an ulp in < 1% of them (torch's vectorized sqrt is not correctly
-    rounded); exact zeros the same but for weights within an ulp of the threshold; within
+    weights equal but for an ulp where torch's vectorized sqrt is not correctly rounded (a
+    share of weights that depends on the CPU); exact zeros the same but for weights within an ulp of the threshold; within
     float32 rounding of a float64 evaluation; the bf16 copy bitwise torch's rounding."""
     from gwaslift.deep import optim
 
@@ -748,7 +748,11 @@ def test_fused_prox_adam_equals_the_torch_op_step(n, gdtype, t, lam):
     assert torch.equal(m1, m2) and torch.equal(v1, v2)
     assert not torch.equal(w2, w0)
     differ = w1 != w2
-    assert float(differ.float().mean()) < 0.01
+    # how many of torch's own float32 square roots miss the correctly rounded one depends on
+    # the CPU build it dispatches to (~0.1% measured on an AVX-512 Intel, ~16% on an AVX2
+    # AMD EPYC): the fused step may differ from torch's only where that happens
+    torch_sqrt_off = float((torch.sqrt(v1) != torch.sqrt(v1.double()).float()).float().mean())
+    assert float(differ.float().mean()) <= max(0.01, torch_sqrt_off)
     # an ulp in the denominator d moves w by an ulp of the Adam step or of the threshold
     d = torch.sqrt(v1.double() / (1 - 0.999 ** t)) + 1e-8
     scale = w0.abs() + lr / (1 - 0.9 ** t) * m1.abs() / d + lr * lam / d

@@ -16,8 +16,9 @@ traffic. benchmarks/results/deep.md has the measured effect on the grid.
 
 Arithmetic: float32, the operation sequence of the torch-op path (m by torch's lerp, an fma;
 v by its addcmul, an fma; the step by its addcdiv, ``w + (-step * m) / d``), so m and v equal
-that path's bitwise and w agrees to an ulp in the ~0.1% of weights where torch's vectorized
-sqrt (not correctly rounded) differs from the IEEE one used here; a weight within an ulp of the
+that path's bitwise and w agrees to an ulp in the weights where torch's vectorized sqrt (not
+correctly rounded) differs from the IEEE one used here (~0.1% of them on an AVX-512 Intel CPU,
+~16% on an AVX2 AMD EPYC: torch picks its kernels by CPU); a weight within an ulp of the
 threshold may then land on the other side. Checked in tests/test_deep.py, with a float64
 evaluation of the formulas as well. Every weight is independent of the others, so the result
 does not depend on the thread count or on which members share the call. bf16 conversions:
