@@ -98,7 +98,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._util import LazyKernel, blas_threads, progress_bar, progress_enabled
+from ._util import LazyKernel, blas_threads, dask_compute, dask_scheduler, progress_bar, progress_enabled
 from .errors import InputError
 from .io.packed import BYTE_TO_CODES, CODE_TO_DOSAGE, unpack_codes
 from .io.plink import default_variant_chunk
@@ -1336,16 +1336,16 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
     tasks = [dask.delayed(fn, pure=True)(blk, d_design, max_iter) for blk in blocks]
     import dask.threaded
 
-    local_threads = dask.base.get_scheduler(collections=tasks[:1]) is dask.threaded.get
+    local_threads = dask_scheduler(tasks[:1]) is dask.threaded.get
     with blas_threads(1) if local_threads and len(tasks) > 1 else contextlib.nullcontext():
         if progress_enabled(progress) and len(tasks) > 1:
             step = 8
             parts = []
             for s in progress_bar(range(0, len(tasks), step), total=-(-len(tasks) // step),
                                   desc=f"{model} GWAS", progress=progress):
-                parts.extend(dask.compute(*tasks[s:s + step]))
+                parts.extend(dask_compute(*tasks[s:s + step]))
         else:
-            parts = dask.compute(*tasks)
+            parts = dask_compute(*tasks)
     stats = np.concatenate(parts, axis=0) if parts else np.empty((0, _NSTAT))
     return _label(stats, variants, design, names, missing)
 

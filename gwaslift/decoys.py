@@ -87,6 +87,13 @@ class DecoySource:
         out[is_decoy] = pack_codes(unpack_codes(rows, self.n_samples, self.perm))
         return out
 
+    def iter_rows(self, variant_idx: np.ndarray, block_rows: int):
+        """Yield ``(offset, rows)`` blocks of :meth:`read_rows` (the BedSource protocol)."""
+        idx = np.asarray(variant_idx, dtype=np.int64)
+        step = max(1, int(block_rows))
+        for a in range(0, len(idx), step):
+            yield a, self.read_rows(idx[a:a + step])
+
     def __dask_tokenize__(self):
         from dask.base import tokenize
 

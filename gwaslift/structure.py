@@ -46,7 +46,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ._util import blas_threads, progress_bar
+from ._util import blas_threads, dask_compute, progress_bar
 from .errors import InputError
 from .io.packed import BYTE_TO_CODES, unpack_codes
 
@@ -325,7 +325,7 @@ def _pca_passes(genotypes, k, n_iter, oversample, seed, ld_thin, passes, where) 
     for i, _ in enumerate(passes):
         qd = dask.delayed(q.astype(np.float32), pure=True)
         parts = [product(b, v, qd, n_file, sidx) for b, v in zip(blocks, value_blocks)]
-        (y,) = dask.compute(_tree_sum(parts))
+        (y,) = dask_compute(_tree_sum(parts))
         basis.append(q)
         images.append(y)
         dim = sum(b.shape[1] for b in basis)

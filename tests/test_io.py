@@ -80,6 +80,30 @@ def test_packed_rows_are_the_bed_bytes(dummy_bfile):
     np.testing.assert_array_equal(g.subset(variants=[7, 2]).packed.compute(), raw[[7, 2]])
 
 
+@pytest.mark.parametrize("block_rows", [1, 7, 120, 500])
+def test_iter_packed_blocks_are_the_bed_bytes(dummy_bfile, block_rows):
+    """iter_packed: the same rows as read_packed, in order, in blocks of at most block_rows;
+    a contiguous range reuses one buffer (valid until the next block); scattered variants
+    (and decoys) go through read_rows."""
+    from gwaslift.decoys import with_decoys
+
+    g = gwaslift.read_plink(dummy_bfile)
+    raw = np.fromfile(f"{dummy_bfile}.bed", dtype=np.uint8)[3:].reshape(120, -1)
+    for geno, want, start, stop in ((g, raw, 5, 117), (g.subset(variants=[7, 2, 3, 90]), raw[[7, 2, 3, 90]], 0, 4)):
+        got, buffers = [], set()
+        for off, rows in geno.iter_packed(start, stop, block_rows):
+            assert off == sum(len(r) for r in got) and 0 < len(rows) <= block_rows
+            got.append(rows.copy())
+            buffers.add(rows.__array_interface__["data"][0])
+        np.testing.assert_array_equal(np.concatenate(got), want[start:stop])
+        if geno is g and stop - start > block_rows:
+            assert len(buffers) == 1  # one reused buffer
+    assert list(g.iter_packed(3, 3, 4)) == []
+    dec = with_decoys(g, 5, seed=1)
+    blocks = [rows.copy() for _, rows in dec.iter_packed(100, dec.n_variants, block_rows)]
+    np.testing.assert_array_equal(np.concatenate(blocks), dec.read_packed(100, dec.n_variants))
+
+
 def test_graph_is_small_and_picklable(dummy_bfile):
     """Tasks carry a path, not the data: a distributed worker opens the file itself."""
     g = gwaslift.read_plink(dummy_bfile, variant_chunk=10)
@@ -327,7 +351,8 @@ def test_rewritten_bed_raises_not_stale_dosages(tmp_path):
     _bump_mtime(Path(f"{tmp_path}/r.bed"), before)
     assert Path(f"{tmp_path}/r.bed").stat().st_size == before.st_size
     for read in (lambda: g.read_dosage(0, 6), lambda: sub.read_dosage(0, 3), lambda: g.dosage.compute(),
-                 lambda: sub.packed.compute(), lambda: pickle.loads(pickle.dumps(g.source)).read_rows(np.arange(2))):
+                 lambda: sub.packed.compute(), lambda: pickle.loads(pickle.dumps(g.source)).read_rows(np.arange(2)),
+                 lambda: list(g.iter_packed(0, 6, 4)), lambda: gwaslift.qc(g)):
         with pytest.raises(InputError, match=r"r\.bed: the \.bed changed since it was opened"):
             read()
     np.testing.assert_array_equal(gwaslift.read_plink(tmp_path / "r").read_dosage(0, 6), d[[1, 0, *range(2, 12)]])
@@ -340,7 +365,7 @@ def test_shrunk_or_removed_bed_raises_input_error(tmp_path):
     g = gwaslift.read_plink(tmp_path / "s")
     sub = g.subset(variants=[5, 1])
     gwaslift.write_plink(tmp_path / "s", d[:, :3], g.samples, g.variants.iloc[:3])
-    for read in (lambda: sub.read_dosage(0, 2), lambda: g.read_packed(0, 6)):
+    for read in (lambda: sub.read_dosage(0, 2), lambda: g.read_packed(0, 6), lambda: list(g.iter_packed(0, 6, 2))):
         with pytest.raises(InputError, match=r"s\.bed: the \.bed changed since it was opened \(size 21 -> 12 bytes\)"):
             read()
     Path(f"{tmp_path}/s.bed").unlink()

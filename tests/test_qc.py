@@ -192,6 +192,30 @@ def test_count_packed_kernel_paths(n_samples, kernel, monkeypatch):
     np.testing.assert_array_equal(count_packed(wide[:, 1:], n_samples)[0], ref(codes)[0])
 
 
+@pytest.mark.parametrize("n_samples", [37, 1000])
+def test_count_kernel_per_sample_counters_do_not_overflow(n_samples):
+    """The kernel sums per-sample missing calls in 4-bit counters over 15 rows and 8-bit
+    counters over 255: a sample missing in all 700 rows (and one in every other row, one in
+    every 16th) must still count exactly, across every counter boundary."""
+    from gwaslift.qc import COUNT_KERNEL
+
+    kernel = COUNT_KERNEL.get()
+    assert kernel is not None
+    rng = np.random.default_rng(n_samples)
+    packed = rng.integers(0, 256, size=(700, (n_samples + 3) // 4), dtype=np.uint8)
+    packed[:, 0] = (packed[:, 0] & 0xFC) | 0b01        # sample 0 missing everywhere
+    packed[::2, 0] = (packed[::2, 0] & 0xF3) | 0b0100  # sample 1 in every other row
+    packed[::16, -1] = 0x55                            # the last byte's samples every 16th row
+    codes = unpack_codes(packed, n_samples)
+    var3 = np.zeros((700, 3), dtype=np.int64)
+    samp = np.zeros(n_samples, dtype=np.int64)
+    for lo, hi in ((0, 300), (300, 700)):  # counts add up over calls
+        kernel(packed[lo:hi], n_samples, var3[lo:hi], samp)
+    np.testing.assert_array_equal(samp, (codes == 1).sum(0))
+    assert samp[0] == 700 and samp[1] >= 350
+    np.testing.assert_array_equal(var3, np.stack([(codes == k).sum(1) for k in (2, 3, 1)], 1))
+
+
 def test_count_kernel_that_cannot_load_falls_back_to_numpy(dummy, monkeypatch):
     """numba missing or without a writable cache: a warning says so, same counts."""
     import importlib
@@ -586,3 +610,43 @@ def test_hwe_exact_x_equals_full_enumeration():
     assert np.isnan(hwe_exact_x([0], [0], [0], [0], [0])[0])
     assert hwe_exact_x([4], [0], [0], [3], [0])[0] == 1.0
     assert hwe_exact_x([4], [0], [0], [3], [0], midp=True)[0] == 0.5
+
+
+def test_stat_tables_do_not_share_memory_with_their_inputs(dummy):
+    """allele_stats builds its table without copying into 2-D blocks (copy=False), from its
+    own copies: editing the table changes neither the fileset's .bim table nor the counts."""
+    from gwaslift.qc import genotype_counts
+
+    counts = genotype_counts(dummy)
+    before_counts = counts.variant.copy()
+    before_bim = dummy.variants.copy()
+    table = allele_stats(dummy, counts=counts)
+    for col in ("chrom", "pos", "snp", "a1", "a2", "n_missing", "n_hom_a1", "n_het", "n_hom_a2"):
+        table.loc[0, col] = table.loc[1, col]
+        table[col].to_numpy()[2] = table[col].to_numpy()[3]  # a raw write, where pandas allows it
+    np.testing.assert_array_equal(counts.variant, before_counts)
+    pd.testing.assert_frame_equal(dummy.variants, before_bim)
+
+
+def test_local_runs_do_not_import_distributed(dummy_bfile):
+    """dask's scheduler lookup imports dask.distributed (0.2-0.3 s) only to ask for a Client;
+    gwaslift's own lookup skips that when none can exist, in a fresh process, and still
+    follows a scheduler set in dask's config."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dask, gwaslift\n"
+        "from gwaslift._util import dask_scheduler\n"
+        "from gwaslift.qc import qc_stats\n"
+        f"g = gwaslift.read_plink({str(dummy_bfile)!r})\n"
+        "qc_stats(g); import numpy as np; gwaslift.linear_gwas(g, np.random.default_rng(0).normal(size=g.n_samples))\n"
+        "assert 'distributed' not in sys.modules, 'distributed was imported'\n"
+        "import dask.threaded, dask.local\n"
+        "assert dask_scheduler() is dask.threaded.get\n"
+        "with dask.config.set(scheduler='synchronous'):\n"
+        "    assert dask_scheduler() is dask.local.get_sync\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
