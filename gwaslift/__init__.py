@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "pca": ("gwaslift.structure", "pca"),
     "linear_gwas": ("gwaslift.assoc", "linear_gwas"),
+    "linear_gwas_multi": ("gwaslift.assoc", "linear_gwas_multi"),
     "genomic_inflation": ("gwaslift.assoc", "genomic_inflation"),
     "train": ("gwaslift.deep", "train"),
     "load_fit": ("gwaslift.deep", "load_fit"),

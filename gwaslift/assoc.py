@@ -187,13 +187,17 @@ class Design:
 
     model: str                 # "linear" or "logistic"
     missing: str               # "drop" or "mean"
-    y: np.ndarray              # (n,) phenotype; 0/1 for logistic
+    y: np.ndarray              # (n,) phenotype; 0/1 for logistic; linear only: (n, k) for
+                               # k phenotypes tested in one pass (same samples)
     Q: np.ndarray              # (n, c) orthonormal basis of [1, covariates]
-    V: np.ndarray              # (n, c+2) [Q, y_resid, 1] for linear; [Q, r0, 1] logistic
+    V: np.ndarray              # (n, c+k+1) [Q, y_resid (k columns), 1] for linear;
+                               # (n, c+2) [Q, r0, 1] logistic
     tri: tuple                 # upper-triangle index pairs of a c x c matrix
-    Kmiss: np.ndarray          # (n, T + c + 1) products subtracted per missing sample
-                               # (logistic: + T unweighted, for the predictor checks)
-    yy: float                  # sum of squared residual phenotype (linear)
+    Kmiss: np.ndarray          # products subtracted per missing sample: linear (n, T +
+                               # c k + k) [K, Q y_resid_1, ..., Q y_resid_k, y_resid^2];
+                               # logistic (n, T + c + 1 + T), the last T unweighted, for
+                               # the predictor checks
+    yy: float | np.ndarray     # sum of squared residual phenotype (linear; (k,) for k > 1)
     # logistic null fit (covariates only)
     a0: np.ndarray | None = None     # (c,) coefficients on Q
     w0: np.ndarray | None = None     # (n,) p0 (1 - p0)
@@ -225,6 +229,11 @@ class Design:
     @property
     def c(self) -> int:
         return self.Q.shape[1]
+
+    @property
+    def k(self) -> int:
+        """Phenotypes tested in one pass (the columns of a 2-D ``y``; linear only)."""
+        return 1 if self.y.ndim == 1 else self.y.shape[1]
 
     def __dask_tokenize__(self):
         from dask.base import tokenize
@@ -343,11 +352,15 @@ def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, miss
     """Build the :class:`Design` for phenotype ``y`` (n,) and covariates ``C`` (n, k).
 
     Rows are the samples used (no NaN). ``model`` is "linear" or "logistic" (``y`` 0/1).
+    A linear model also takes ``y`` (n, k): k phenotypes on the same samples, tested in
+    one pass over the genotypes.
     ``vif`` / ``max_corr``: plink2's ``--vif`` / ``--max-corr`` limits; the covariates
     alone must pass them (InputError otherwise), and each variant is checked against them.
     ``firth``: what a logistic fit does on separation or non-convergence (:data:`FIRTH_MODES`).
     """
     y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 1 and not (y.ndim == 2 and model == "linear"):
+        raise ValueError(f"make_design: y must be (n,), or (n, k) for a linear model; got {y.shape}")
     C = np.asarray(C, dtype=np.float64).reshape(len(y), -1)
     Q, R = _orthonormal_basis(C, names)
     R1 = np.ascontiguousarray(R[1:, 1:])
@@ -357,12 +370,15 @@ def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, miss
     K = _tri_products(Q, tri)
     kw = {}
     if model == "linear":
-        y_r = y - Q @ (Q.T @ y)
-        V = np.column_stack([Q, y_r, np.ones(n)])
-        Kmiss = np.column_stack([K, Q * y_r[:, None], y_r ** 2])
-        yy = float(y_r @ y_r)
-        Vt4 = np.zeros((-(-(c + 1) // 4) * 4, n))
-        Vt4[:c + 1] = V[:, :c + 1].T
+        Y = y.reshape(n, -1)
+        k = Y.shape[1]
+        Y_r = Y - Q @ (Q.T @ Y)
+        V = np.column_stack([Q, Y_r, np.ones(n)])
+        Kmiss = np.column_stack([K, *(Q * Y_r[:, [j]] for j in range(k)), Y_r ** 2])
+        yy = np.array([Y_r[:, j] @ Y_r[:, j] for j in range(k)])
+        yy = float(yy[0]) if y.ndim == 1 else yy
+        Vt4 = np.zeros((-(-(c + k) // 4) * 4, n))
+        Vt4[:c + k] = V[:, :c + k].T
         kw = dict(Vt4=Vt4, file_row=_file_rows(sample_idx, n_file))
     else:
         a0 = _null_logistic(Q, y)
@@ -544,62 +560,72 @@ def linear_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design) -> np.
 
     Returns
     -------
-    (B, 6) float64: n, a1 count, beta, se, t, errcode index.
+    (B, k * _NSTAT) float64 (k = ``design.k`` phenotypes, each's columns in turn): n, a1
+    count, beta, se, t, errcode index, firth flag.
     """
     B, n = D.shape
-    c = design.c
+    c, k = design.c, design.k
     G = D @ design.V
     nmiss = np.zeros(B) if miss is None else miss.sum(axis=1, dtype=np.float64)
     corr = miss @ design.Kmiss if miss is not None and nmiss.any() else None
-    return _linear_stats(G[:, :c], G[:, c], G[:, c + 1], _rowdot(D, D), n - nmiss, corr, design)
+    return _linear_stats(G[:, :c], G[:, c:c + k], G[:, c + k], _rowdot(D, D), n - nmiss, corr, design)
 
 
 def _linear_stats(b, gy, s1, s2, nobs, corr, design: Design) -> np.ndarray:
     """The OLS t-tests of a block from its per-variant sums over the observed samples.
 
-    ``b`` (B, c): ``Q' g``; ``gy``, ``s1``, ``s2``, ``nobs`` (B,): ``g' y_resid``,
-    ``sum g``, ``sum g^2`` and the number of observed calls; ``corr`` (B, T + c + 1): the
-    missing samples' summed ``design.Kmiss`` rows, or None when no call is missing.
-    Returns (B, 6) float64 as :func:`linear_kernel`.
+    ``b`` (B, c): ``Q' g``; ``gy`` (B, k): ``g' y_resid`` of each of the ``design.k``
+    phenotypes; ``s1``, ``s2``, ``nobs`` (B,): ``sum g``, ``sum g^2`` and the number of
+    observed calls; ``corr`` (B, T + c k + k): the missing samples' summed ``design.Kmiss``
+    rows, or None when no call is missing. The genotype's own quantities (its residual sum
+    of squares, the predictor checks) are computed once for all phenotypes.
+    Returns (B, k * _NSTAT) float64 as :func:`linear_kernel`.
     """
     B, c = b.shape
+    gy = gy.reshape(B, -1)
+    k = gy.shape[1]
     err, sst = _basic_checks(nobs, s1, s2, c)
     T = len(design.tri[0])
+    yy0 = np.atleast_1d(design.yy)
     if corr is not None:
         # Gram of Q, Q'y and y'y over the observed samples: full-sample values minus the
         # missing samples' contributions (float64: float32 here costs ~1e-6 in beta)
         A = np.eye(c) - _unpack_sym(corr[:, :T], c, design.tri)
-        u = -corr[:, T:T + c]
-        yy = design.yy - corr[:, T + c]
+        u = -corr[:, T:T + c * k].reshape(B, k, c).transpose(0, 2, 1)  # (B, c, k)
+        yy = yy0[None, :] - corr[:, T + c * k:T + c * k + k]
         _predictor_checks(err, A, b, s1, sst, nobs, design)
         # a singular system would "solve" to rounding noise that depends on the block
         # (LAPACK need not raise): give failed variants I, their result is NaN anyway
         A = np.where((err != _OK)[:, None, None], np.eye(c), A)
-        sol, ok = _solve_batched(A, np.stack([b, u], axis=-1))
+        sol, ok = _solve_batched(A, np.concatenate([b[:, :, None], u], axis=-1))
         err[~ok & (err == _OK)] = _VIF_INF
-        xb, xu = sol[..., 0], sol[..., 1]
+        xb, xu = sol[..., 0], sol[..., 1:]
     else:
         # A = I: the solution is (b, 0) itself (what LAPACK returns for I, bit for bit)
         _predictor_checks(err, None, b, s1, sst, nobs, design)
-        u = xu = np.zeros((B, c))
+        u = xu = np.zeros((B, c, k))
         xb = b
-        yy = np.full(B, design.yy)
+        yy = np.broadcast_to(yy0, (B, k))
     with np.errstate(invalid="ignore", divide="ignore"):
         sgg = s2 - np.einsum("bi,bi->b", b, xb)
-        sgy = gy - np.einsum("bi,bi->b", b, xu)
-        syy = yy - np.einsum("bi,bi->b", u, xu)
+        sgy = gy - np.einsum("bi,bik->bk", b, xu)
+        syy = yy - np.einsum("bik,bik->bk", u, xu)
         # last guard, against rounding only (the predictor checks already stop a genotype
         # VIF of 1e8): the genotype's residual sum of squares lost to cancellation
         # (plink2: its regression matrix fails to invert, RANK_DEFICIENT)
         err[(err == _OK) & ~(sgg > 1e-8 * sst)] = _RANK_DEF
-        beta = sgy / sgg
+        beta = sgy / sgg[:, None]
         df = nobs - c - 1
         rss = np.maximum(syy - beta * sgy, 0.0)
-        se = np.sqrt(rss / df / sgg)
+        se = np.sqrt(rss / df[:, None] / sgg[:, None])
         stat = beta / se
-    out = np.column_stack([nobs, s1, beta, se, stat, err.astype(np.float64), np.zeros(B)])
-    out[err != _OK, 2:5] = np.nan
-    return out
+    out = np.zeros((B, k, _NSTAT))
+    out[:, :, 0] = nobs[:, None]
+    out[:, :, 1] = s1[:, None]
+    out[:, :, 2], out[:, :, 3], out[:, :, 4] = beta, se, stat
+    out[:, :, 5] = err[:, None]
+    out[err != _OK, :, 2:5] = np.nan
+    return out.reshape(B, k * _NSTAT)
 
 
 def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
@@ -870,11 +896,13 @@ def decode_block(packed: np.ndarray, n_file: int, sample_idx: np.ndarray | None)
 
 def _keep_all_missing(out, nobs):
     """Mean imputation: a variant with no observed call stays ALL_MISSING (n = 0), not a
-    test of n imputed samples. Sets and returns ``out`` (B, _NSTAT)."""
+    test of n imputed samples. Sets and returns ``out`` (B, k * _NSTAT), C-contiguous."""
     allmiss = nobs == 0
-    out[allmiss, 0] = 0
-    out[allmiss, 2:5] = np.nan
-    out[allmiss, 5] = _ALL_MISSING
+    per_pheno = out.reshape(len(out), -1, _NSTAT)
+    assert np.shares_memory(per_pheno, out)
+    per_pheno[allmiss, :, 0] = 0
+    per_pheno[allmiss, :, 2:5] = np.nan
+    per_pheno[allmiss, :, 5] = _ALL_MISSING
     return out
 
 
@@ -945,7 +973,8 @@ def _fit_pending(out, pending, design) -> None:
 
 
 def chunk_stats(packed: np.ndarray, design: Design, max_iter: int = 25) -> np.ndarray:
-    """The per-chunk pure function: packed .bed rows (B, bytes) -> (B, 6) statistics.
+    """The per-chunk pure function: packed .bed rows (B, bytes) -> (B, k * _NSTAT)
+    statistics (k = ``design.k``; each phenotype's _NSTAT columns in turn).
 
     Linear models go through the numba kernel (:func:`_linear_packed`) where it loads;
     otherwise the chunk is decoded in blocks of at most :data:`SUB_BLOCK` variants. Each
@@ -955,7 +984,7 @@ def chunk_stats(packed: np.ndarray, design: Design, max_iter: int = 25) -> np.nd
     packed = np.asarray(packed)
     if design.model == "linear" and design.file_row is not None and LINEAR_KERNEL.get() is not None:
         return _linear_packed(packed, design)
-    out = np.empty((packed.shape[0], _NSTAT))
+    out = np.empty((packed.shape[0], design.k * _NSTAT))
     sb = _sub_block(design)
     blocks = ((s, *decode_block(packed[s:s + sb], design.n_file, design.sample_idx))
               for s in range(0, packed.shape[0], sb))
@@ -995,9 +1024,9 @@ def _linear_packed(packed: np.ndarray, design: Design) -> np.ndarray:
     its neighbours (the numpy path treats a whole block as having missing calls)."""
     kernel = LINEAR_KERNEL.get()
     B = packed.shape[0]
-    c = design.c
+    c, k = design.c, design.k
     n = design.n
-    out = np.empty((B, _NSTAT))
+    out = np.empty((B, k * _NSTAT))
     p4, q = design.Vt4.shape[0], design.Kmiss.shape[1]
     for s in range(0, B, NUMBA_BLOCK):
         blk = np.ascontiguousarray(packed[s:s + NUMBA_BLOCK], dtype=np.uint8)
@@ -1017,13 +1046,13 @@ def _linear_packed(packed: np.ndarray, design: Design) -> np.ndarray:
             s2 = s2 + nm * mu * mu
             s1 = s1 + nm * mu
             res = _keep_all_missing(
-                _linear_stats(G[:, :c], G[:, c], s1, s2, np.full(b, float(n)), None, design), nobs)
+                _linear_stats(G[:, :c], G[:, c:c + k], s1, s2, np.full(b, float(n)), None, design), nobs)
         else:
-            res = np.empty((b, _NSTAT))
+            res = np.empty((b, k * _NSTAT))
             some = nm > 0
             for rows, corr in ((~some, None), (some, KM)):
                 if rows.any():
-                    res[rows] = _linear_stats(G[rows, :c], G[rows, c], s1[rows], s2[rows], nobs[rows],
+                    res[rows] = _linear_stats(G[rows, :c], G[rows, c:c + k], s1[rows], s2[rows], nobs[rows],
                                               None if corr is None else corr[rows], design)
         out[s:s + b] = res
     return out
@@ -1037,7 +1066,7 @@ def dosage_chunk_stats(dosage: np.ndarray, design: Design, max_iter: int = 25) -
     X = np.asarray(dosage, dtype=np.float64)
     if design.sample_idx is not None:
         X = X[design.sample_idx]
-    out = np.empty((X.shape[1], _NSTAT))
+    out = np.empty((X.shape[1], design.k * _NSTAT))
     sb = _sub_block(design)
 
     def blocks():
@@ -1248,11 +1277,75 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
     ratio for logistic); ``stat`` is t (linear) or Wald z (logistic). ``attrs`` holds
     ``model``, ``covariates`` (names) and ``missing``.
     """
-    import dask
-    import dask.array as da
+    _check_options(missing, vif, max_corr, firth)
+    arr, samples, n_all = _genotype_input(genotypes)
+    y = _phenotype_vector(phenotype, samples, n_all)
+    C, names = _covariate_matrix(covariates, samples, n_all, used=np.isfinite(y))
+    return _gwas(genotypes, arr, y[:, None], C, names, model=model, missing=missing, chunk=chunk,
+                 progress=progress, max_iter=max_iter, vif=vif, max_corr=max_corr, firth=firth,
+                 x_sex=x_sex)[0]
 
-    from .io.plink import Genotypes
 
+def linear_gwas_multi(genotypes, phenotypes, covariates=None, model: str = "auto", **kw) -> dict:
+    """:func:`linear_gwas` of several phenotypes: ``{name: DataFrame}``, in column order,
+    each equal to ``linear_gwas`` of that phenotype alone (same samples, same numbers).
+
+    Quantitative phenotypes observed on the same samples (the same missing phenotypes;
+    covariates alike) are tested in ONE pass over the genotypes, as plink2 ``--glm`` batches
+    them: each genotype is decoded once, and its sums, its covariate fit and plink2's
+    predictor checks serve every phenotype; only the ``g' y`` products and the t-tests are
+    per phenotype. Binary phenotypes (logistic) and phenotypes with a missingness pattern
+    of their own run one pass each.
+
+    ``phenotypes``: a DataFrame (columns = phenotypes; aligned with ``genotypes.samples``
+    like :func:`linear_gwas`'s ``phenotype``), or a 2-D array (names ``pheno1``, ...).
+    ``covariates``, ``model`` and the other keyword arguments as :func:`linear_gwas`.
+    """
+    missing = kw.get("missing", "drop")
+    _check_options(missing, kw.get("vif", VIF_DEFAULT), kw.get("max_corr", MAX_CORR_DEFAULT),
+                   kw.get("firth", "fallback"))
+    unknown = set(kw) - {"missing", "chunk", "progress", "max_iter", "vif", "max_corr", "firth", "x_sex"}
+    if unknown:
+        raise TypeError(f"linear_gwas_multi: unexpected keyword arguments {sorted(unknown)}")
+    arr, samples, n_all = _genotype_input(genotypes)
+    table = _align(phenotypes, samples, n_all, "phenotypes")
+    if not isinstance(table, pd.DataFrame):
+        table = np.asarray(table)
+        table = pd.DataFrame(table.reshape(n_all, -1),
+                             columns=[f"pheno{j + 1}" for j in range(table.reshape(n_all, -1).shape[1])])
+    if table.shape[1] == 0:
+        raise InputError("phenotypes: no column to test")
+    names_p = [str(col) for col in table.columns]
+    if len(set(names_p)) != len(names_p):
+        raise InputError(f"phenotypes: duplicate column names {names_p}")
+    ys = []
+    for j in range(table.shape[1]):
+        try:
+            ys.append(_phenotype_vector(table.iloc[:, j], None, n_all))
+        except InputError as e:
+            raise InputError(f"phenotype {names_p[j]!r}: {e}") from None
+    # group the phenotypes by the samples they use and by model: one pass per group
+    groups: dict = {}
+    for j, y in enumerate(ys):
+        C, names = _covariate_matrix(covariates, samples, n_all, used=np.isfinite(y))
+        keep = np.isfinite(y) & np.all(np.isfinite(C), axis=1)
+        try:
+            kind, _ = _choose_model(y[keep], model)
+        except InputError as e:
+            raise InputError(f"phenotype {names_p[j]!r}: {e}") from None
+        key = (np.isfinite(y).tobytes(), kind) if kind == "linear" else (j,)
+        groups.setdefault(key, (C, names, kind, []))[3].append(j)
+    results = {}
+    for C, names, kind, cols in groups.values():
+        Y = np.column_stack([ys[j] for j in cols])
+        # the model as chosen above (an "auto" choice is not made, nor warned about, twice)
+        for j, res in zip(cols, _gwas(genotypes, arr, Y, C, names, model=kind, **kw)):
+            res.attrs["phenotype"] = names_p[j]
+            results[names_p[j]] = res
+    return {name: results[name] for name in names_p}
+
+
+def _check_options(missing, vif, max_corr, firth) -> None:
     if missing not in ("drop", "mean"):
         raise InputError(f"missing must be 'drop' or 'mean', got {missing!r}")
     if not vif >= 1:  # also rejects NaN
@@ -1261,37 +1354,63 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
         raise InputError(f"max_corr must be > 0 (1: no limit), got {max_corr!r}")
     if firth not in FIRTH_MODES:
         raise InputError(f"firth must be one of {FIRTH_MODES}, got {firth!r}")
-    is_geno = isinstance(genotypes, Genotypes)
-    if is_geno:
-        samples, n_all = genotypes.samples, genotypes.n_samples
-    else:
-        arr = genotypes if isinstance(genotypes, da.Array) else np.asarray(genotypes)
-        if arr.ndim != 2:
-            raise InputError(f"genotypes must be a Genotypes or a 2-D (samples x variants) array, "
-                             f"got shape {arr.shape}")
-        samples, n_all = None, arr.shape[0]
-    y = _phenotype_vector(phenotype, samples, n_all)
-    C, names = _covariate_matrix(covariates, samples, n_all, used=np.isfinite(y))
+
+
+def _genotype_input(genotypes):
+    """(array or None, samples table or None, number of samples) of a Genotypes or a
+    (samples x variants) dosage array."""
+    import dask.array as da
+
+    from .io.plink import Genotypes
+
+    if isinstance(genotypes, Genotypes):
+        return None, genotypes.samples, genotypes.n_samples
+    arr = genotypes if isinstance(genotypes, da.Array) else np.asarray(genotypes)
+    if arr.ndim != 2:
+        raise InputError(f"genotypes must be a Genotypes or a 2-D (samples x variants) array, "
+                         f"got shape {arr.shape}")
+    return arr, None, arr.shape[0]
+
+
+def _gwas(genotypes, arr, Y, C, names, *, model="auto", missing="drop", chunk=None, progress=None,
+          max_iter=25, vif=VIF_DEFAULT, max_corr=MAX_CORR_DEFAULT, firth="fallback",
+          x_sex=True) -> list:
+    """The tests of the k columns of ``Y`` (n_all, k) -- one pass when k > 1 (every column
+    then a linear model) -- as a list of k :func:`linear_gwas` tables. A sample is used
+    where every column of ``Y`` and ``C`` is finite."""
+    import dask
+    import dask.array as da
+
+    is_geno = arr is None
+    n_all = Y.shape[0]
     if is_geno and x_sex is not None:
-        parts = _sex_chromosome_parts(genotypes, y, C, names, x_sex)
+        parts = _sex_chromosome_parts(genotypes, Y, C, names, x_sex)
         if parts is not None:
             # each class of chromosome is its own regression (other samples or covariates);
             # x_sex=None: the parts are not split again
             kw = dict(model=model, missing=missing, chunk=chunk, progress=progress, max_iter=max_iter,
                       vif=vif, max_corr=max_corr, firth=firth, x_sex=None)
             done = []
-            for pos, yy, CC, nn, haploid in parts:
-                res = linear_gwas(genotypes.subset(variants=pos), yy, pd.DataFrame(CC, columns=nn), **kw)
+            for pos, YY, CC, nn, haploid in parts:
+                res = _gwas(genotypes.subset(variants=pos), None, YY, CC, nn, **kw)
                 if haploid:  # per haploid allele (0/1), as plink2: the dosage is 0/2
-                    res["beta"] *= 2.0
-                    res["se"] *= 2.0
+                    for r in res:
+                        r["beta"] *= 2.0
+                        r["se"] *= 2.0
                 done.append((pos, res))
             order = np.argsort(np.concatenate([pos for pos, _ in done]), kind="stable")
-            out = pd.concat([r for _, r in done], ignore_index=True).iloc[order].reset_index(drop=True)
-            out.attrs.update(done[0][1].attrs, covariates=list(names), x_sex=bool(x_sex))
-            return out
-    keep = np.isfinite(y) & np.all(np.isfinite(C), axis=1)
-    model, y_used = _choose_model(y[keep], model)
+            outs = []
+            for j in range(Y.shape[1]):
+                out = pd.concat([r[j] for _, r in done], ignore_index=True).iloc[order].reset_index(drop=True)
+                out.attrs.update(done[0][1][j].attrs, covariates=list(names), x_sex=bool(x_sex))
+                outs.append(out)
+            return outs
+    keep = np.all(np.isfinite(Y), axis=1) & np.all(np.isfinite(C), axis=1)
+    chosen = [_choose_model(Y[keep, j], model) for j in range(Y.shape[1])]
+    model = chosen[0][0]
+    if len(chosen) > 1 and any(m != "linear" for m, _ in chosen):
+        raise InputError("only quantitative phenotypes (linear models) are tested in one pass")
+    y_used = chosen[0][1] if len(chosen) == 1 else np.column_stack([yj for _, yj in chosen])
     c = 1 + C.shape[1]
     if keep.sum() <= c + 1:
         raise InputError(f"only {int(keep.sum())} samples have a phenotype and complete covariates; "
@@ -1346,14 +1465,15 @@ def linear_gwas(genotypes, phenotype, covariates=None, model: str = "auto", miss
                 parts.extend(dask_compute(*tasks[s:s + step]))
         else:
             parts = dask_compute(*tasks)
-    stats = np.concatenate(parts, axis=0) if parts else np.empty((0, _NSTAT))
-    return _label(stats, variants, design, names, missing)
+    stats = np.concatenate(parts, axis=0) if parts else np.empty((0, design.k * _NSTAT))
+    return [_label(stats[:, j * _NSTAT:(j + 1) * _NSTAT], variants, design, names, missing)
+            for j in range(design.k)]
 
 
-def _sex_chromosome_parts(genotypes, y, C, names, x_sex: bool):
+def _sex_chromosome_parts(genotypes, Y, C, names, x_sex: bool):
     """plink2 --glm's sex-chromosome and haploid rules as separate regressions: None when no
-    variant is on chrX, chrY or MT; else ``[(variant positions, phenotype, covariates, names,
-    haploid)]`` for the other chromosomes (as given), chrX (``SEX`` added: 1 male, 2 female,
+    variant is on chrX, chrY or MT; else ``[(variant positions, phenotypes (n, k), covariates,
+    names, haploid)]`` for the other chromosomes (as given), chrX (``SEX`` added: 1 male, 2 female,
     NaN unknown, when ``x_sex`` and both sexes are among the samples used), chrY (males
     only: the others' phenotype NaN) and MT. ``haploid`` (Y, MT): plink2 counts alleles 0/1
     there, where the .bed dosage of a hemizygous call is 0/2, so beta and SE are per
@@ -1365,23 +1485,23 @@ def _sex_chromosome_parts(genotypes, y, C, names, x_sex: bool):
         return None
     sex = pd.to_numeric(genotypes.samples["sex"], errors="coerce").to_numpy()
     male, female = sex == 1, sex == 2
-    used = np.isfinite(y) & np.all(np.isfinite(C), axis=1)
+    used = np.all(np.isfinite(Y), axis=1) & np.all(np.isfinite(C), axis=1)
     parts = []
     other = ~(on_x | on_y | on_mt)
     if other.any():
-        parts.append((np.flatnonzero(other), y, C, names, False))
+        parts.append((np.flatnonzero(other), Y, C, names, False))
     if on_x.any():
         add_sex = (x_sex and (male & used).any() and (female & used).any()
                    and not any(n.upper() == "SEX" for n in names))
         if add_sex:
             s = np.where(male, 1.0, np.where(female, 2.0, np.nan))
-            parts.append((np.flatnonzero(on_x), y, np.column_stack([C, s]), [*names, "SEX"], False))
+            parts.append((np.flatnonzero(on_x), Y, np.column_stack([C, s]), [*names, "SEX"], False))
         else:
-            parts.append((np.flatnonzero(on_x), y, C, names, False))
+            parts.append((np.flatnonzero(on_x), Y, C, names, False))
     if on_y.any():
-        parts.append((np.flatnonzero(on_y), np.where(male, y, np.nan), C, names, True))
+        parts.append((np.flatnonzero(on_y), np.where(male[:, None], Y, np.nan), C, names, True))
     if on_mt.any():
-        parts.append((np.flatnonzero(on_mt), y, C, names, True))
+        parts.append((np.flatnonzero(on_mt), Y, C, names, True))
     return parts
 
 

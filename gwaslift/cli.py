@@ -369,7 +369,7 @@ def _glm_phenotype_names(args) -> list:
 def _cmd_gwas(args):
     import pandas as pd
 
-    from .assoc import linear_gwas
+    from .assoc import linear_gwas_multi
     from .io.pheno import as_phenotype, quantile_normalize
     from .io.sumstats import write_glm, write_gwas_ssf
 
@@ -377,12 +377,18 @@ def _cmd_gwas(args):
     g = _glm_filters(args, _genotypes(args))
     names = _glm_phenotype_names(args)
     cov = _covariates(args, g, args.pcs)
+    columns = []
     for name in names:
         y = as_phenotype(args.pheno, g, name=name)
         if args.pheno_quantile_normalize and not y.attrs.get("binary"):
             y = pd.Series(quantile_normalize(y), index=y.index, name=y.name)
-        ss = linear_gwas(g, y, cov, model=args.model, missing=args.missing, firth=args.firth,
-                         x_sex=not args.no_x_sex, progress=_progress(args))
+        columns.append(y.rename(str(name)))
+    # quantitative phenotypes observed on the same samples share one pass over the
+    # genotypes, as plink2 batches them
+    results = linear_gwas_multi(g, pd.concat(columns, axis=1), cov, model=args.model, missing=args.missing,
+                                firth=args.firth, x_sex=not args.no_x_sex, progress=_progress(args))
+    for name in names:
+        ss = results[str(name)]
         model = ss.attrs.get("model", args.model if args.model != "auto" else "linear")
         # one phenotype writes <out>.glm.*, several <out>.<name>.glm.* (plink2's naming)
         stem = prefix if len(names) == 1 else f"{prefix}.{name}"

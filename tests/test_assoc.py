@@ -877,3 +877,67 @@ def test_sex_chromosomes_and_mt_equal_plink2(tmp_path, plink2, no_x_sex):
         assert rel.max() < (1e-4 if name == "q" else 3e-4), (name, rel.max())
         np.testing.assert_allclose(ours.se, ref.se, rtol=1e-4)
     assert ours.attrs["x_sex"] is (not no_x_sex)
+
+
+# ------------------------------------------------ several phenotypes in one pass (plink2 --glm)
+def _assert_same_tests(a: pd.DataFrame, b: pd.DataFrame, rtol: float = 1e-9) -> None:
+    assert list(a.snp) == list(b.snp) and a.attrs["model"] == b.attrs["model"]
+    np.testing.assert_array_equal(a.n.to_numpy(), b.n.to_numpy())
+    np.testing.assert_array_equal(a.errcode.to_numpy(), b.errcode.to_numpy())
+    for col in ("a1_freq", "beta", "se", "stat", "log10_p"):
+        np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=rtol, atol=0, err_msg=col)
+
+
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+@pytest.mark.parametrize("missing", ["drop", "mean"])
+def test_linear_gwas_multi_equals_one_phenotype_at_a_time(tmp_path, kernel, missing, monkeypatch):
+    """Quantitative phenotypes on the same samples are tested in one pass (one design with
+    k columns per chromosome class), and every result equals linear_gwas of that phenotype
+    alone: missing calls, a categorical covariate, chrX/Y/MT, a phenotype with its own
+    missing samples and a binary one (each its own pass)."""
+    from gwaslift import assoc
+
+    if kernel == "numpy":
+        monkeypatch.setattr(assoc.LINEAR_KERNEL, "_fn", False)
+    g, q, cc = _sex_chrom_cohort(tmp_path)
+    n = g.n_samples
+    rng = np.random.default_rng(5)
+    ph = pd.DataFrame({"q": q, "q_scaled": 1e4 * q + 3.0, "noise": rng.normal(size=n), "cc": cc.astype(float),
+                       "q_gaps": np.where(rng.random(n) < 0.1, np.nan, q + rng.normal(size=n))})
+    ph.loc[5, ["q", "q_scaled", "noise"]] = np.nan  # the same missing sample in three columns
+    cov = pd.DataFrame({"age": rng.normal(50, 10, n), "batch": rng.choice(["a", "b", "c"], n)})
+    shapes = []
+    make_design = assoc.make_design
+    monkeypatch.setattr(assoc, "make_design", lambda y, *a, **k: shapes.append(np.shape(y)) or make_design(y, *a, **k))
+    multi = gwaslift.linear_gwas_multi(g, ph, cov, missing=missing)
+    assert list(multi) == list(ph.columns)
+    # four chromosome classes (1, X, Y, MT; other samples on X and Y): per class one pass of
+    # the three columns, and q_gaps and cc alone
+    assert sum(s[1:] == (3,) for s in shapes) == 4 and sum(len(s) == 1 for s in shapes) == 8
+    assert len(shapes) == 12 and (n - 1, 3) in shapes
+    for name in ph.columns:
+        one = linear_gwas(g, ph[name], cov, missing=missing)
+        assert multi[name].attrs["phenotype"] == name
+        _assert_same_tests(multi[name], one)
+    assert multi["cc"].attrs["model"] == "logistic" and multi["q"].attrs["model"] == "linear"
+    # a scaled phenotype: the same t statistics, betas scaled
+    np.testing.assert_allclose(multi["q_scaled"].stat, multi["q"].stat, rtol=1e-8)
+
+
+def test_linear_gwas_multi_on_arrays_and_bad_input(tmp_path):
+    """Dosage arrays (the dosage_chunk_stats path), positional names; errors name the
+    phenotype."""
+    rng = np.random.default_rng(8)
+    G = rng.binomial(2, 0.3, size=(300, 40)).astype(float)
+    G[rng.random(G.shape) < 0.03] = np.nan
+    Y = rng.normal(size=(300, 3))
+    multi = gwaslift.linear_gwas_multi(G, Y, chunk=7)
+    assert list(multi) == ["pheno1", "pheno2", "pheno3"]
+    for j in range(3):
+        _assert_same_tests(multi[f"pheno{j + 1}"], linear_gwas(G, Y[:, j]))
+    with pytest.raises(InputError, match="phenotype 'flat': the phenotype is constant"):
+        gwaslift.linear_gwas_multi(G, pd.DataFrame({"ok": Y[:, 0], "flat": np.ones(300)}))
+    with pytest.raises(InputError, match="duplicate column names"):
+        gwaslift.linear_gwas_multi(G, pd.DataFrame(Y[:, :2], columns=["a", "a"]))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        gwaslift.linear_gwas_multi(G, Y, covars=None)
