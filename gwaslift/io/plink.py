@@ -186,7 +186,6 @@ def read_bim(path: str | os.PathLike) -> pd.DataFrame:
     bim = _fast_table(path, BIM_COLUMNS, numeric=(2, 3))
     if bim is None:
         bim = pd.DataFrame(_split_rows(path, 6, ".bim"), columns=BIM_COLUMNS)
-    rows = bim.to_numpy()
     for col, kind in (("cm", "a number (centimorgans)"), ("pos", "an integer base-pair position")):
         num = bim[col] if bim[col].dtype == np.float64 else pd.to_numeric(bim[col], errors="coerce")
         bad = num.isna()
@@ -194,7 +193,8 @@ def read_bim(path: str | os.PathLike) -> pd.DataFrame:
             bad |= num.notna() & (num != np.floor(num.fillna(0)))
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"column {BIM_COLUMNS.index(col) + 1} must be {kind}, found {rows[i][BIM_COLUMNS.index(col)]!r}", path, i + 1)
+            raise InputError(f"column {BIM_COLUMNS.index(col) + 1} must be {kind}, found {bim[col].iloc[i]!r}",
+                             path, i + 1)
         bim[col] = num.astype(np.int64 if col == "pos" else np.float64)
     bim["chrom"] = normalize_chrom(bim["chrom"].to_numpy())
     return bim
