@@ -454,3 +454,34 @@ def test_01_case_control_warns_what_plink2_reads(tmp_path, dummy_bfile, plink2):
     write_plink(tmp_path / "f", g.read_dosage(0, g.n_variants), fam, g.variants)
     with pytest.warns(UserWarning, match=r"f\.fam column 6: case/control values 0/1"):
         as_phenotype(None, read_plink(tmp_path / "f"))
+
+
+def test_parsed_files_are_reused_until_they_change(tmp_path, monkeypatch):
+    """A file read again (gwas reads one phenotype per column) is parsed once; a rewritten
+    file is parsed afresh; the cached arrays cannot be edited by a caller."""
+    import os
+
+    from gwaslift.io import pheno as pheno_module
+
+    calls = []
+    parse_file = pheno_module._parse_file
+    monkeypatch.setattr(pheno_module, "_parse_file", lambda *a: calls.append(a) or parse_file(*a))
+    f = tmp_path / "p.tsv"
+    f.write_text("#FID\tIID\ta\tb\n0\ts1\t1.5\t2\n0\ts2\t2.5\t3\n0\ts3\t0.5\tNA\n")
+    samples = pd.DataFrame({"fid": ["0", "0", "0"], "iid": ["s1", "s2", "s3"]})
+    a = read_pheno(f, samples, column="a")
+    b = read_pheno(f, samples, column="b")
+    assert len(calls) == 1 and list(a) == [1.5, 2.5, 0.5] and np.isnan(b.iloc[2])
+    table = pheno_module._parse(f, "PHENO")
+    with pytest.raises(ValueError, match="read-only"):
+        table.data[0][0] = 99.0
+    a[:] = 7.0  # a result is the caller's own array
+    assert list(read_pheno(f, samples, column="a")) == [1.5, 2.5, 0.5]
+    st = f.stat()
+    f.write_text("#FID\tIID\ta\tb\n0\ts1\t9.5\t2\n0\ts2\t2.5\t3\n0\ts3\t0.5\tNA\n")  # same size
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert list(read_pheno(f, samples, column="a")) == [9.5, 2.5, 0.5] and len(calls) == 2
+    other = tmp_path / "." / "p.tsv"  # another spelling of the path: the same table, its own name
+    with pytest.raises(InputError, match=r"p\.tsv.*no phenotype column 'c'"):
+        read_pheno(other, samples, column="c")
+    assert len(calls) == 2
