@@ -310,15 +310,18 @@ def _cmd_simulate(args):
 
 def _cmd_qc(args):
     from .io import write_plink
-    from .qc import allele_stats, qc
+    from .qc import allele_stats, genotype_counts, qc
 
     prefix = _prefix_ready(args.out)
     g = _genotypes(args)
-    gq, report = qc(g, maf=args.maf, geno=args.geno, mind=args.mind, hwe=args.hwe, progress=_progress(args))
+    # one counting pass for the filters and the variant table (a pass reads the whole .bed)
+    counts = genotype_counts(g, progress=_progress(args))
+    gq, report = qc(g, maf=args.maf, geno=args.geno, mind=args.mind, hwe=args.hwe, counts=counts,
+                    progress=_progress(args))
     from .pipeline import _write_tsv
 
     _write_tsv(report, Path(f"{prefix}.qc.tsv"))
-    _write_tsv(allele_stats(g, hwe=True, progress=_progress(args)), Path(f"{prefix}.vstats.tsv"))
+    _write_tsv(allele_stats(g, hwe=True, counts=counts, progress=_progress(args)), Path(f"{prefix}.vstats.tsv"))
     if args.make_bed:
         write_plink(prefix, gq)
     print(f"{g.n_samples} samples x {g.n_variants} variants -> {gq.n_samples} x {gq.n_variants} after QC; "

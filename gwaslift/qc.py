@@ -1049,7 +1049,7 @@ def _check_threshold(name: str, value, upper: float = 1.0):
 
 def qc(genotypes: Genotypes, maf: float | None = 0.01, geno: float | None = 0.01,
        mind: float | None = 0.02, hwe: float | None = None, *, midp: bool = False,
-       drop_monomorphic: bool = True,
+       drop_monomorphic: bool = True, counts: GenotypeCounts | None = None,
        progress: bool | None = None) -> tuple[Genotypes, pd.DataFrame]:
     """Filter samples and variants as plink2 ``--mind --geno --hwe --maf`` would.
 
@@ -1060,7 +1060,9 @@ def qc(genotypes: Genotypes, maf: float | None = 0.01, geno: float | None = 0.01
     ``maf``. Variants without an observed copy of both alleles (monomorphic, or nothing
     observed) are removed too unless ``drop_monomorphic=False`` (plink2's filters alone,
     as before ``--glm``, which reports such a variant CONST_OMITTED_ALLELE). A threshold of
-    ``None`` disables that filter.
+    ``None`` disables that filter. ``counts``: a :func:`genotype_counts` result of the same
+    ``genotypes`` to start from instead of a counting pass (share one pass with
+    :func:`allele_stats` / :func:`sample_missingness`).
 
     Returns
     -------
@@ -1082,7 +1084,7 @@ def qc(genotypes: Genotypes, maf: float | None = 0.01, geno: float | None = 0.01
     hwe = _check_threshold("hwe", hwe)
     n, m = genotypes.shape
 
-    counts = genotype_counts(genotypes, progress=progress)
+    counts = _check_counts(genotypes, counts, progress)
     sc = sex_chrom_counts(genotypes, progress)
     # --mind (a non-male's chrY calls count neither as missing nor as called)
     keep_s = np.ones(n, dtype=bool)

@@ -650,3 +650,31 @@ def test_local_runs_do_not_import_distributed(dummy_bfile):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_qc_from_given_counts_and_the_cli_counts_once(dummy, dummy_bfile, tmp_path, monkeypatch):
+    """qc(counts=...) equals qc() (mind removing samples included), rejects counts of other
+    genotypes; `gwaslift qc` writes its filters and its variant table from ONE counting pass."""
+    import importlib
+
+    from gwaslift.cli import main
+    from gwaslift.qc import genotype_counts
+
+    qc_module = importlib.import_module("gwaslift.qc")
+    counts = genotype_counts(dummy)
+    for kw in (dict(maf=0.05, geno=0.06, mind=0.06), dict(maf=None, geno=None, mind=0.04, hwe=1e-3)):
+        a, ra = qc(dummy, **kw)
+        b, rb = qc(dummy, counts=counts, **kw)
+        assert a.n_samples == b.n_samples and list(a.variants.snp) == list(b.variants.snp)
+        pd.testing.assert_frame_equal(ra, rb)
+    assert qc(dummy, mind=0.04)[0].n_samples < dummy.n_samples  # a case that recounts
+    with pytest.raises(ValueError, match="counts are for"):
+        qc(dummy.subset(variants=np.arange(10)), counts=counts)
+    passes = []
+    monkeypatch.setattr(qc_module, "genotype_counts",
+                        lambda g, **kw: passes.append(g.shape) or genotype_counts(g, **kw))
+    assert main(["qc", "--bfile", str(dummy_bfile), "--out", str(tmp_path / "q"), "--geno", "0.06",
+                 "--no-progress"]) == 0
+    assert passes == [dummy.shape]
+    vstats = pd.read_csv(tmp_path / "q.vstats.tsv", sep="\t")
+    np.testing.assert_array_equal(vstats["n_missing"], counts.variant[:, 3])
