@@ -51,13 +51,16 @@ _M0F = np.uint64(0x0F0F0F0F0F0F0F0F)
 
 
 @nb.njit(nogil=True, cache=True)
-def count_rows(packed, n_samples, var3, samp):
+def count_rows(packed, n_samples, var3, samp, select):
     """Add the counts of packed .bed rows into ``var3`` and ``samp``.
 
     ``packed`` (v, >= ceil(n_samples / 4)) uint8, rows over all file samples (any row
-    stride or alignment); padding bits of the last byte are ignored. ``var3`` (v, 3) int64
-    += het, hom A2, missing calls per variant (2-bit codes 10, 11, 01; 00 = hom A1 is the
-    rest). ``samp`` (n_samples,) int64 += missing calls per sample.
+    stride or alignment); padding bits of the last byte are ignored. ``select``
+    (ceil(n_samples / 32),) uint64: the samples counted, both bits of a sample's 2-bit slot
+    set (:func:`selection_words`; all ones = every sample). ``var3`` (v, 3) int64 += het,
+    hom A2, missing calls per variant over the selected samples (2-bit codes 10, 11, 01;
+    00 = hom A1 is the rest, and what an unselected sample's code becomes). ``samp``
+    (n_samples,) int64 += missing calls per sample (0 for unselected ones).
     """
     v = packed.shape[0]
     n_words = (n_samples + 31) // 32
@@ -87,7 +90,7 @@ def count_rows(packed, n_samples, var3, samp):
                 hom2 = 0
                 miss = 0
                 for k in range(n_words):
-                    w = buf[k]
+                    w = buf[k] & select[k]
                     lo = w & _M55
                     hi = (w >> np.uint64(1)) & _M55
                     m = lo & ~hi            # bit 2j: sample 32k + j is missing
@@ -118,3 +121,4 @@ def count_rows(packed, n_samples, var3, samp):
                         if i < n_samples:
                             samp[i] += np.int64((x >> np.uint64(8 * b)) & np.uint64(255))
                     bytes8[q, k] = 0
+

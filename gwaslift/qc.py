@@ -169,7 +169,9 @@ def count_packed(packed: np.ndarray, n_samples: int, sample_idx: np.ndarray | No
         Number of samples in the file.
     sample_idx
         int array of file sample indices to count, in the wanted order; ``None`` = all
-        samples in file order (the fast path: the bytes are read as 16-bit words directly).
+        samples in file order. The numba kernel counts any subset without repeats at the
+        speed of the whole file (the others' codes are masked out); a sample listed twice,
+        or a missing numba, takes the numpy path.
 
     Returns
     -------
@@ -182,6 +184,17 @@ def count_packed(packed: np.ndarray, n_samples: int, sample_idx: np.ndarray | No
     v = packed.shape[0]
     if sample_idx is not None:
         sample_idx = np.asarray(sample_idx, dtype=np.int64)
+    kernel = COUNT_KERNEL.get()
+    select = _selection_words(n_samples, sample_idx) if kernel is not None else None
+    if select is not None:
+        var3 = np.zeros((v, 3), dtype=np.int64)
+        samp = np.zeros(n_samples, dtype=np.int64)
+        kernel(packed, n_samples, var3, samp, select)
+        if sample_idx is None:
+            return _with_hom_a1(var3, n_samples), samp
+        return _with_hom_a1(var3, len(sample_idx)), samp[sample_idx]
+    # the numpy path (numba unavailable, or a sample listed twice)
+    if sample_idx is not None:
         n_sel = len(sample_idx)
         keep = np.zeros(n_samples, dtype=bool)
         keep[sample_idx] = True
@@ -198,12 +211,6 @@ def count_packed(packed: np.ndarray, n_samples: int, sample_idx: np.ndarray | No
         tail = None
     else:
         n_sel = int(n_samples)
-        kernel = COUNT_KERNEL.get()
-        if kernel is not None:
-            var3 = np.zeros((v, 3), dtype=np.int64)
-            samp = np.zeros(n_sel, dtype=np.int64)
-            kernel(packed, n_sel, var3, samp)
-            return _with_hom_a1(var3, n_sel), samp
         full = n_sel // 8  # words holding 8 real samples each
         main = packed[:, : 2 * full]
         if main.strides[0] % 2 or main.ctypes.data % 2 or main.strides[-1] != 1:
@@ -229,6 +236,21 @@ def count_packed(packed: np.ndarray, n_samples: int, sample_idx: np.ndarray | No
         tail_codes = (tail >> (2 * np.arange(n_tail, dtype=np.uint16))) & np.uint16(3)
         samp = np.concatenate([samp, (tail_codes == 1).sum(axis=0)])
     return _with_hom_a1(var3, n_sel), samp[:n_sel]
+
+
+def _selection_words(n_samples: int, sample_idx: np.ndarray | None) -> np.ndarray | None:
+    """The counting kernel's ``select`` words: (ceil(n_samples / 32),) uint64 with both bits
+    of each selected sample's 2-bit slot set (all samples for ``None``); None when a sample
+    is listed twice (the kernel counts each sample once: the numpy gather path then runs)."""
+    n_words = (int(n_samples) + 31) // 32
+    if sample_idx is None:
+        return np.full(n_words, np.uint64(0xFFFFFFFFFFFFFFFF))
+    chosen = np.zeros(32 * n_words, dtype=bool)
+    chosen[sample_idx] = True
+    if int(chosen.sum()) != len(sample_idx):
+        return None
+    # sample i owns bits 2i and 2i + 1 of its row read as little-endian 64-bit words
+    return np.packbits(np.repeat(chosen, 2), bitorder="little").view("<u8").astype(np.uint64)
 
 
 def _with_hom_a1(var3: np.ndarray, n: int) -> np.ndarray:
@@ -361,14 +383,16 @@ def _count_variant_range(source, variant_idx: np.ndarray, start: int, stop: int,
     counts and the selected samples' missing calls."""
     n_file = source.n_samples
     block = max(1, COUNT_BLOCK_BYTES // source.row_bytes)
-    kernel = COUNT_KERNEL.get() if sample_idx is None else None
+    kernel = COUNT_KERNEL.get()
+    select = _selection_words(n_file, sample_idx) if kernel is not None else None
     n_sel = n_file if sample_idx is None else len(sample_idx)
-    samp = np.zeros(n_sel, dtype=np.int64)
-    if kernel is not None:
+    if select is not None:
         var3 = np.zeros((stop - start, 3), dtype=np.int64)
+        samp = np.zeros(n_file, dtype=np.int64)
         for off, rows in source.iter_rows(variant_idx[start:stop], block):
-            kernel(rows, n_file, var3[off: off + len(rows)], samp)
-        return _with_hom_a1(var3, n_file), samp
+            kernel(rows, n_file, var3[off: off + len(rows)], samp, select)
+        return _with_hom_a1(var3, n_sel), samp if sample_idx is None else samp[sample_idx]
+    samp = np.zeros(n_sel, dtype=np.int64)
     counts = np.empty((stop - start, 4), dtype=np.int64)
     for off, rows in source.iter_rows(variant_idx[start:stop], block):
         c, s = count_packed(rows, n_file, sample_idx)

@@ -209,8 +209,9 @@ def test_count_kernel_per_sample_counters_do_not_overflow(n_samples):
     codes = unpack_codes(packed, n_samples)
     var3 = np.zeros((700, 3), dtype=np.int64)
     samp = np.zeros(n_samples, dtype=np.int64)
+    every = np.full((n_samples + 31) // 32, np.uint64(0xFFFFFFFFFFFFFFFF))
     for lo, hi in ((0, 300), (300, 700)):  # counts add up over calls
-        kernel(packed[lo:hi], n_samples, var3[lo:hi], samp)
+        kernel(packed[lo:hi], n_samples, var3[lo:hi], samp, every)
     np.testing.assert_array_equal(samp, (codes == 1).sum(0))
     assert samp[0] == 700 and samp[1] >= 350
     np.testing.assert_array_equal(var3, np.stack([(codes == k).sum(1) for k in (2, 3, 1)], 1))
