@@ -14,7 +14,7 @@ The outputs are checked against each other before timing (frequencies, missing c
 Usage::
 
     .venv/bin/python benchmarks/qc_vs_plink2.py [--samples 10000 --variants 100000
-        --threads 2 --repeats 3 --out benchmarks/out/qc_vs_plink2.md]
+        --threads 2 --repeats 3 --keep-fraction 1.0 --out benchmarks/out/qc_vs_plink2.md]
 
 Data: ``benchmarks/data/dummy_<S>_<V>`` (``plink2 --dummy S V 0.02 acgt --seed 1``), made
 once and reused (``dummy_10k_100k`` for the default sizes).
@@ -64,18 +64,24 @@ def _child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_plink2(plink2: str, prefix: Path, out: Path, threads: int) -> tuple[float, float]:
-    """(wall seconds, CPU seconds user+sys) of one plink2 run."""
+def run_plink2(plink2: str, prefix: Path, out: Path, threads: int, keep: Path | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user+sys) of one plink2 run (``keep``: its --keep file)."""
     c0, t0 = _child_cpu(), time.perf_counter()
     subprocess.run([plink2, "--threads", str(threads), "--memory", "4000", "--bfile", str(prefix),
+                    *(["--keep", str(keep)] if keep is not None else []),
                     "--freq", "--missing", "--out", str(out)], check=True, capture_output=True)
     return time.perf_counter() - t0, _child_cpu() - c0
 
 
-def run_gwaslift(prefix: Path, geno=None):
-    """One QC pass: ((wall s, CPU s), tables). With ``geno`` given the open is not timed."""
+def run_gwaslift(prefix: Path, geno=None, keep: np.ndarray | None = None):
+    """One QC pass: ((wall s, CPU s), tables). With ``geno`` given the open is not timed;
+    ``keep``: the sample positions to keep (the --keep file's samples, in file order)."""
     c0, t0 = time.process_time(), time.perf_counter()
-    g = gwaslift.read_plink(prefix) if geno is None else geno
+    if geno is None:
+        geno = gwaslift.read_plink(prefix)
+        if keep is not None:
+            geno = geno.subset(samples=keep)
+    g = geno
     counts = genotype_counts(g, progress=False)
     var = allele_stats(g, counts=counts)
     smp = sample_missingness(g, counts=counts)
@@ -98,6 +104,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", type=int, default=100_000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--keep-fraction", type=float, default=1.0,
+                    help="QC of a random sample subset of this size (plink2 --keep), seed 0")
     ap.add_argument("--data-dir", type=Path, default=ROOT / "benchmarks" / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "qc_vs_plink2.md")
     args = ap.parse_args(argv)
@@ -118,15 +126,22 @@ def main(argv=None) -> int:
     times = {"plink2 --freq --missing": [], "gwaslift qc pass": [], "gwaslift open + qc pass": []}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "plink2"
-        # warm-up (page cache, imports, lookup tables) and cross-check of the outputs
-        run_plink2(plink2, prefix, out, args.threads)
         g = gwaslift.read_plink(prefix)
+        keep = keep_file = None
+        if args.keep_fraction < 1:
+            rng = np.random.default_rng(0)
+            keep = np.sort(rng.permutation(g.n_samples)[: int(args.keep_fraction * g.n_samples)])
+            keep_file = Path(tmp) / "keep.txt"
+            g.samples.iloc[keep][["fid", "iid"]].to_csv(keep_file, sep="\t", header=["#FID", "IID"], index=False)
+            g = g.subset(samples=keep)
+        # warm-up (page cache, imports, lookup tables) and cross-check of the outputs
+        run_plink2(plink2, prefix, out, args.threads, keep_file)
         _, (var, smp) = run_gwaslift(prefix, g)
         check_same(out, var, smp)
         for _ in range(args.repeats):
-            times["plink2 --freq --missing"].append(run_plink2(plink2, prefix, out, args.threads))
+            times["plink2 --freq --missing"].append(run_plink2(plink2, prefix, out, args.threads, keep_file))
             times["gwaslift qc pass"].append(run_gwaslift(prefix, g)[0])
-            times["gwaslift open + qc pass"].append(run_gwaslift(prefix)[0])
+            times["gwaslift open + qc pass"].append(run_gwaslift(prefix, keep=keep)[0])
     load_after = os.getloadavg()
 
     best = {k: min(w for w, _ in v) for k, v in times.items()}
@@ -135,7 +150,8 @@ def main(argv=None) -> int:
     lines = [
         f"QC pass, {args.samples:,} samples x {args.variants:,} variants "
         f"({bed_bytes / 1e6:.0f} MB packed .bed, 2% missing), {args.threads} threads, "
-        f"best of {args.repeats}.",
+        f"best of {args.repeats}"
+        + (f"; a random {args.keep_fraction:.0%} of the samples (plink2 --keep)." if keep is not None else "."),
         "",
         "| tool | best wall (s) | all runs wall (s) | packed GB/s | wall / plink2 | best CPU user+sys (s) |",
         "|---|---|---|---|---|---|",
