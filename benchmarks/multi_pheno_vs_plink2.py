@@ -21,46 +21,17 @@ acgt --seed 1`` (the linear_vs_plink2.py filesets).
 
 from __future__ import annotations
 
+import argparse
 import os
+import platform
+import sys
+import time
+from pathlib import Path
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_v] = "2"
-
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import gwaslift  # noqa: E402
-from gwaslift.io.sumstats import read_sumstats  # noqa: E402
-
-DATA = ROOT / "benchmarks" / "data"
-N, M, K = 10_000, 100_000, 10
-
-
-def plink2(*args) -> list[str]:
-    cmd = ["plink2", "--threads", "2", "--memory", "4000", *map(str, args)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode:
-        raise RuntimeError(f"plink2 failed: {' '.join(cmd)}\n{res.stdout}\n{res.stderr}")
-    return cmd
-
-
-def dataset(miss: float) -> Path:
-    name = "dummy_10k_100k" if miss else "dummy_10k_100k_nomiss"
-    prefix = DATA / name
-    if not Path(f"{prefix}.bed").exists():
-        DATA.mkdir(parents=True, exist_ok=True)
-        plink2("--dummy", N, M, miss, "acgt", "--seed", 1, "--make-bed", "--out", prefix)
-    return prefix
+# the fileset, plink2's invocation and the 2-thread setting (made before numpy loads) are
+# linear_vs_plink2.py's: the same data as the one-phenotype comparison
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from linear_vs_plink2 import K, M, ROOT, dataset, gwaslift, np, pd, plink2, read_sumstats  # noqa: E402
 
 
 def main(argv=None) -> None:
