@@ -26,6 +26,8 @@ makes them in one pass over cache-sized tiles of samples, and leaves only the co
 block ``Q' W Q`` to a BLAS GEMM.
 """
 
+import math
+
 import numba as nb
 import numpy as np
 
@@ -212,6 +214,21 @@ def _dot1x4(d, s0, s1, s2, s3):
     return a0, a1, a2, a3
 
 
+#: Horner coefficients, highest power first: exp(r) = 1 + r * (1 + r/2 + ... + r^12/13!)
+#: and atanh(s) / s = 1 + s^2/3 + ... + s^22/23
+_EXP_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(13, 0, -1))
+_ATANH_SERIES = tuple(1.0 / k for k in range(23, 0, -2))
+
+
+@nb.njit(inline="always", fastmath=_FAST)
+def _horner(coefs, x):
+    """coefs[0] x^(n-1) + ... + coefs[n-1] by Horner's rule (a constant tuple: unrolled)."""
+    p = coefs[0]
+    for i in range(1, len(coefs)):
+        p = p * x + coefs[i]
+    return p
+
+
 @nb.njit(inline="always", fastmath=_FAST)
 def _exp_tile(x, e, kbits, kval, m):
     """e[:m] = exp(x[:m]) (x clamped to +-708); ``kbits`` (int64) and ``kval`` (its float64
@@ -220,20 +237,7 @@ def _exp_tile(x, e, kbits, kval, m):
         v = min(max(x[t], -_EXP_CLAMP), _EXP_CLAMP)
         k = np.floor(v * _LOG2E + 0.5)
         r = v - k * _LN2_HI - k * _LN2_LO
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        p = p * r + 1.0
-        e[t] = p * r + 1.0
+        e[t] = _horner(_EXP_TAYLOR, r) * r + 1.0
         kbits[t] = (np.int64(k) + 1023) << 52
     for t in range(m):
         e[t] *= kval[t]
@@ -545,19 +549,7 @@ def _log1p_unit(e):
     m = u * 0.5 if big else u
     s = (m - 1.0) / (m + 1.0)
     s2 = s * s
-    t = 1.0 / 23.0
-    t = t * s2 + 1.0 / 21.0
-    t = t * s2 + 1.0 / 19.0
-    t = t * s2 + 1.0 / 17.0
-    t = t * s2 + 1.0 / 15.0
-    t = t * s2 + 1.0 / 13.0
-    t = t * s2 + 1.0 / 11.0
-    t = t * s2 + 1.0 / 9.0
-    t = t * s2 + 1.0 / 7.0
-    t = t * s2 + 1.0 / 5.0
-    t = t * s2 + 1.0 / 3.0
-    t = t * s2 + 1.0
-    lg = 2.0 * s * t + (_LN2 if big else 0.0)
+    lg = 2.0 * s * _horner(_ATANH_SERIES, s2) + (_LN2 if big else 0.0)
     return lg - ((u - 1.0) - e) / u
 
 
