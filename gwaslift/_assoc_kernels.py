@@ -244,27 +244,34 @@ def _exp_tile(x, e, kbits, kval, m):
 
 
 @nb.njit(inline="always", fastmath=_FAST)
+def _add_q_combination(acc, w, Qt, kq, i0, m):
+    """acc[:m] += sum_{k < kq} w[k] q_k over samples i0 .. i0 + m - 1 (q_k = Qt[k]). Four
+    covariates per pass over the tile: fewer loads and stores of acc. Tile views
+    throughout: indices from range() alone let LLVM vectorize the loops (an index like
+    i0 + t keeps numba's negative-index check)."""
+    k4 = kq - kq % 4
+    for k in range(0, k4, 4):
+        w0, w1, w2, w3 = w[k], w[k + 1], w[k + 2], w[k + 3]
+        q0, q1 = Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m]
+        q2, q3 = Qt[k + 2, i0:i0 + m], Qt[k + 3, i0:i0 + m]
+        for t in range(m):
+            acc[t] += w0 * q0[t] + w1 * q1[t] + w2 * q2[t] + w3 * q3[t]
+    for k in range(k4, kq):
+        wk = w[k]
+        qt = Qt[k, i0:i0 + m]
+        for t in range(m):
+            acc[t] += wk * qt[t]
+
+
+@nb.njit(inline="always", fastmath=_FAST)
 def _eta_tile(theta, a, Qt, i0, m, gt, eta):
     """eta[:m] = theta[a, c] g + sum_k theta[a, k] q_k over samples i0 .. i0 + m - 1
-    (``gt``: the tile's genotypes). Four covariates per pass over the tile: fewer loads
-    and stores of eta. Tile views throughout: indices from range() alone let LLVM
-    vectorize the loops (an index like i0 + t keeps numba's negative-index check)."""
+    (``gt``: the tile's genotypes)."""
     c = Qt.shape[0]
     bg = theta[a, c]
     for t in range(m):
         eta[t] = bg * gt[t]
-    k4 = c - c % 4
-    for k in range(0, k4, 4):
-        t0, t1, t2, t3 = theta[a, k], theta[a, k + 1], theta[a, k + 2], theta[a, k + 3]
-        q0, q1 = Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m]
-        q2, q3 = Qt[k + 2, i0:i0 + m], Qt[k + 3, i0:i0 + m]
-        for t in range(m):
-            eta[t] += t0 * q0[t] + t1 * q1[t] + t2 * q2[t] + t3 * q3[t]
-    for k in range(k4, c):
-        th = theta[a, k]
-        qt = Qt[k, i0:i0 + m]
-        for t in range(m):
-            eta[t] += th * qt[t]
+    _add_q_combination(eta, theta[a], Qt, c, i0, m)
 
 
 @nb.njit(inline="always", fastmath=_FAST)
@@ -647,19 +654,7 @@ def firth_pass2(G, O, Qt, y, P, W, Linv, U):
             for j in range(p1):
                 for t in range(m):
                     z[t] = 0.0
-                kq = min(j + 1, c)  # covariate columns in row j
-                k4 = kq - kq % 4
-                for k in range(0, k4, 4):
-                    l0, l1, l2, l3 = L[j, k], L[j, k + 1], L[j, k + 2], L[j, k + 3]
-                    q0, q1 = Qt[k, i0:i0 + m], Qt[k + 1, i0:i0 + m]
-                    q2, q3 = Qt[k + 2, i0:i0 + m], Qt[k + 3, i0:i0 + m]
-                    for t in range(m):
-                        z[t] += l0 * q0[t] + l1 * q1[t] + l2 * q2[t] + l3 * q3[t]
-                for k in range(k4, kq):
-                    lk = L[j, k]
-                    qt = Qt[k, i0:i0 + m]
-                    for t in range(m):
-                        z[t] += lk * qt[t]
+                _add_q_combination(z, L[j], Qt, min(j + 1, c), i0, m)  # row j's covariate columns
                 if j == c:
                     lg = L[c, c]
                     for t in range(m):
