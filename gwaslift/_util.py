@@ -27,6 +27,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def distinct_if_few(values, few: int):
+    """``np.unique(values)`` (sorted) when the 1-D float array ``values`` (no NaN) holds at
+    most ``few`` distinct values; otherwise ``few + 1`` of them, sorted -- enough to tell a
+    case/control trait from a quantitative one. O(n) per value found: a quantitative trait
+    of 500,000 samples is not sorted (``np.unique`` took ~30 ms)."""
+    import numpy as np
+
+    found, rest = [], values
+    while len(rest) and len(found) <= few:
+        found.append(rest[0])
+        rest = rest[rest != rest[0]]
+    return np.unique(np.asarray(found, dtype=values.dtype))
+
+
 def progress_enabled(progress: bool | None) -> bool:
     """``None`` means: show progress only when stderr is a terminal (never in tests/CI)."""
     if progress is None:

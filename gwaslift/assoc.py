@@ -98,7 +98,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._util import LazyKernel, blas_threads, dask_compute, dask_scheduler, progress_bar, progress_enabled
+from ._util import (LazyKernel, blas_threads, dask_compute, dask_scheduler, distinct_if_few, progress_bar,
+                    progress_enabled)
 from .errors import InputError
 from .io.packed import BYTE_TO_CODES, CODE_TO_DOSAGE, unpack_codes
 from .io.plink import default_variant_chunk
@@ -1187,7 +1188,7 @@ def _choose_model(y: np.ndarray, model: str):
     """Return (model, y recoded): binary 1/2 -> 0/1."""
     if model not in ("auto", "linear", "logistic"):
         raise InputError(f"model must be 'auto', 'linear' or 'logistic', got {model!r}")
-    vals = np.unique(y)
+    vals = distinct_if_few(y, 2)  # quantitative traits: not sorted
     if len(vals) == 0:
         raise InputError("no sample has a non-missing phenotype and complete covariates")
     if len(vals) == 1:
@@ -1202,6 +1203,7 @@ def _choose_model(y: np.ndarray, model: str):
                           "running linear regression", stacklevel=3)
     if model == "logistic":
         if not binary:
+            vals = np.unique(y)
             raise InputError(f"logistic regression needs a 0/1 or 1/2 phenotype, got values "
                              f"{list(vals[:5])}{' ...' if len(vals) > 5 else ''}")
         y = y - vals[0]

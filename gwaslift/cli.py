@@ -564,6 +564,10 @@ COMMANDS = {"simulate": _cmd_simulate, "qc": _cmd_qc, "pca": _cmd_pca, "gwas": _
             "attribute": _cmd_attribute, "analyze": _cmd_analyze, "demo": _cmd_demo, "plot": _cmd_plot}
 
 
+#: commands whose work runs on numpy, numba and Dask alone (tested: no torch import)
+_TORCH_FREE_COMMANDS = frozenset({"qc", "pca", "gwas"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -571,9 +575,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "verbose", False):
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     if getattr(args, "threads", None):
-        import torch
+        if args.command not in _TORCH_FREE_COMMANDS or "torch" in sys.modules:
+            # importing torch only to set its threads costs ~1.5 s; these commands never use it
+            import torch
 
-        torch.set_num_threads(args.threads)
+            torch.set_num_threads(args.threads)
         import dask
 
         dask.config.set(num_workers=args.threads)

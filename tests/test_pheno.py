@@ -485,3 +485,22 @@ def test_parsed_files_are_reused_until_they_change(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"p\.tsv.*no phenotype column 'c'"):
         read_pheno(other, samples, column="c")
     assert len(calls) == 2
+
+
+def test_distinct_if_few_equals_unique_when_few():
+    """The O(n) distinct-value probe behind code_binary and the model choice: np.unique
+    when at most `few` values occur, else `few + 1` sorted distinct values of the input."""
+    from gwaslift._util import distinct_if_few
+
+    rng = np.random.default_rng(5)
+    for k in range(1, 7):
+        for few in (2, 3):
+            v = rng.choice(rng.normal(size=k), size=1000)
+            got = distinct_if_few(v, few)
+            u = np.unique(v)
+            if len(u) <= few:
+                np.testing.assert_array_equal(got, u)
+            else:
+                assert len(got) == few + 1 and np.all(np.diff(got) > 0) and np.isin(got, u).all()
+    assert len(distinct_if_few(np.array([]), 2)) == 0
+    np.testing.assert_array_equal(distinct_if_few(np.array([-0.0, 0.0, 1.0]), 2), [0.0, 1.0])

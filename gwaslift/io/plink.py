@@ -101,17 +101,19 @@ def read_fam(path: str | os.PathLike) -> pd.DataFrame:
     fam = _fast_table(path, FAM_COLUMNS)
     if fam is None:
         fam = pd.DataFrame(_split_rows(path, 6, ".fam"), columns=FAM_COLUMNS)
-    rows = fam.to_numpy()
     # plink2's reading of column 5: 1/M/m male, 2/F/f female, anything else unknown (0, -9,
     # NA, 3, 1.0, ...); an unusual code is worth a warning, since it may be a shifted column
-    tok = fam["sex"].astype(str).to_numpy()
+    # (each distinct code looked up once: a few codes for 500,000 samples)
+    codes, tok = pd.factorize(fam["sex"].astype(str).to_numpy())
+    tok = np.asarray(tok, dtype=object)
     sex = np.zeros(len(tok), dtype=np.int8)
     sex[np.isin(tok, ["1", "M", "m"])] = 1
     sex[np.isin(tok, ["2", "F", "f"])] = 2
-    odd = ~np.isin(tok, ["0", "1", "2", "M", "m", "F", "f", "-9", "NA", "na", "nan"])
+    sex = sex[codes]
+    odd = ~np.isin(tok, ["0", "1", "2", "M", "m", "F", "f", "-9", "NA", "na", "nan"])[codes]
     if odd.any():
         i = int(np.flatnonzero(odd)[0])
-        warnings.warn(f"{path}:{i + 1}: {int(odd.sum())} sample(s) have sex code {rows[i][4]!r} or another one "
+        warnings.warn(f"{path}:{i + 1}: {int(odd.sum())} sample(s) have sex code {fam['sex'].iat[i]!r} or another one "
                       "plink2 reads as unknown (1/M male, 2/F female): read as unknown", UserWarning, stacklevel=2)
     fam["sex"] = sex
     # the same missing-value rule as phenotype files (-9 in any numeric spelling, NA, nan)
@@ -123,7 +125,7 @@ def read_fam(path: str | os.PathLike) -> pd.DataFrame:
         i = int(np.flatnonzero(text)[0])
         warnings.warn(
             f"{path}, line {i + 1}: the .fam phenotype (column 6) holds text such as "
-            f"{rows[i][5]!r} on {int(text.sum())} of {len(text)} lines (plink2 reads it as a "
+            f"{fam['trait'].iat[i]!r} on {int(text.sum())} of {len(text)} lines (plink2 reads it as a "
             "categorical phenotype); the .fam trait is set to missing for every sample. Give the "
             "phenotype in a --pheno file (case/control coded 1/2) or recode column 6.",
             stacklevel=3,
