@@ -373,16 +373,17 @@ def _cmd_gwas(args):
     import pandas as pd
 
     from .assoc import linear_gwas_multi
-    from .io.pheno import as_phenotype, quantile_normalize
+    from .io.pheno import as_phenotype, quantile_normalize, read_pheno_columns
     from .io.sumstats import write_glm, write_gwas_ssf
 
     prefix = _prefix_ready(args.out)
     g = _glm_filters(args, _genotypes(args))
     names = _glm_phenotype_names(args)
     cov = _covariates(args, g, args.pcs)
+    # a --pheno file is matched to the samples once for all its phenotypes
+    read = read_pheno_columns(args.pheno, g, names) if args.pheno else [as_phenotype(None, g, name=n) for n in names]
     columns = []
-    for name in names:
-        y = as_phenotype(args.pheno, g, name=name)
+    for name, y in zip(names, read):
         if args.pheno_quantile_normalize and not y.attrs.get("binary"):
             y = pd.Series(quantile_normalize(y), index=y.index, name=y.name)
         columns.append(y.rename(str(name)))

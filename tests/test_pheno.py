@@ -504,3 +504,196 @@ def test_distinct_if_few_equals_unique_when_few():
                 assert len(got) == few + 1 and np.all(np.diff(got) > 0) and np.isin(got, u).all()
     assert len(distinct_if_few(np.array([]), 2)) == 0
     np.testing.assert_array_equal(distinct_if_few(np.array([-0.0, 0.0, 1.0]), 2), [0.0, 1.0])
+
+
+# ------------------------------------------------------------ the numba table reader
+
+
+def _kernel_parse(tokens):
+    """(values, status) of the text kernel's number parser on each token."""
+    from gwaslift.io import _text_kernels as tk
+
+    raw = [t.encode() for t in tokens]
+    ends = np.cumsum([len(r) for r in raw]).astype(np.int64)
+    starts = ends - np.array([len(r) for r in raw], dtype=np.int64)
+    buf = np.frombuffer(b"".join(raw) or b"\0", np.uint8)
+    values, status = np.empty(len(tokens)), np.empty(len(tokens), np.uint8)
+    tk.parse_tokens(buf, starts, ends, tk.POW10_HI, tk.POW10_LO, values, status)
+    return values, status
+
+
+def _hard_number_tokens(rng, n):
+    """Decimal tokens a double parser gets wrong when it is not correctly rounded: random
+    doubles over the whole exponent range in shortest, 15-, 17-, 20- and 25-digit forms, exact
+    decimal midpoints between neighbouring doubles, powers of ten just past the exact ones,
+    integers near 2^53, subnormals, overflow."""
+    from decimal import Decimal, getcontext
+
+    x = rng.normal(size=n) * 10.0 ** rng.integers(-300, 300, n)
+    raw = rng.integers(0, 2**63, n, dtype=np.uint64).view(np.float64)
+    raw = raw[np.isfinite(raw)]
+    tokens = [repr(float(v)) for v in np.concatenate([x, raw])]
+    for fmt in ("%.15g", "%.6g", "%.17g", "%.20e", "%.25g", "%.3f", "%.19e", "%.30e"):
+        tokens += [fmt % v for v in x[: n // 4]] + [fmt % v for v in raw[: n // 8]]
+    tokens += [str(int(v)) for v in rng.integers(0, 2**63, n // 4)]
+    getcontext().prec = 1200
+    for v in x[:500]:
+        mid = (Decimal(float(v)) + Decimal(float(np.nextafter(v, np.inf)))) / 2
+        tokens.append(format(mid, "e"))
+    tokens += [f"{m}e{e}" for m in (1, 7, 123456, 9007199254740993) for e in range(18, 30)]
+    tokens += ["9007199254740993", "9007199254740995", "2.2250738585072011e-308", "4.9e-324", "2.4703282292062328e-324",
+               "1.7976931348623157e308", "1.7976931348623159e308", "1e400", "-1e-400", "1e99999999999", "-0", "+0.0e5",
+               "000123.4500", "5.", ".5", "+.5e-3", "123456789012345678901234567890", "1.00000000000000000000000001"]
+    return tokens
+
+
+def test_number_kernel_is_pythons_float_bit_for_bit():
+    """Every token the kernel converts is float(token) to the bit (sign of zero included);
+    the rest are marked for Python, and only where the fast roundings cannot decide."""
+    import struct
+
+    from gwaslift.io import _text_kernels as tk
+
+    tokens = _hard_number_tokens(np.random.default_rng(17), 40_000)
+    values, status = _kernel_parse(tokens)
+    done = np.flatnonzero(status == tk.NUMBER)
+    got = np.array([struct.pack("<d", values[k]) for k in done])
+    want = np.array([struct.pack("<d", float(tokens[k])) for k in done])
+    wrong = np.flatnonzero(got != want)
+    assert not len(wrong), [(tokens[done[k]], values[done[k]], float(tokens[done[k]])) for k in wrong[:5]]
+    for k in np.flatnonzero(status == tk.FALLBACK):
+        float(tokens[k])  # valid syntax: Python reads it
+    assert (status == tk.FALLBACK).mean() < 0.02 and not (status == tk.OTHER).any()  # Python only for a few
+    # the plain shortest forms of random doubles never need Python (Eisel-Lemire decides them)
+    plain = [repr(float(v)) for v in np.random.default_rng(1).normal(size=20_000)]
+    assert (_kernel_parse(plain)[1] == tk.NUMBER).all()
+    # out-of-range and undecidable ones do: a subnormal, an overflow, 2^53 + 1 (exactly halfway
+    # between two doubles: ties-to-even needs the exact product)
+    values, st = _kernel_parse(["4.9e-324", "1e400", "9007199254740993", "9007199254740992"])
+    assert list(st) == [tk.FALLBACK] * 3 + [tk.NUMBER] and values[3] == 2.0**53
+
+
+@pytest.mark.parametrize("token, status", [
+    ("", 1), ("NA", 1), ("na", 1), ("nAn", 1), ("NaN", 1), ("-9", 0), ("inf", 3), ("-Infinity", 3), ("1_000", 3),
+    ("1e", 3), ("e5", 3), (".", 3), ("-", 3), ("1.2.3", 3), ("0x10", 3), ("1d5", 3), ("case", 3), ("1e+", 3),
+])
+def test_number_kernel_sorts_what_it_does_not_read(token, status):
+    """Missing spellings are missing; whatever is not plain decimal syntax is left to
+    Python's rules (inf, 1_000 and text are decided by the caller)."""
+    assert int(_kernel_parse([token])[1][0]) == status
+
+
+def _parse_three_ways(path, monkeypatch):
+    """_parse_file of ``path`` by the numba reader, by pandas' reader and line by line."""
+    from pathlib import Path
+
+    from gwaslift.io import pheno
+
+    out = {"numba": pheno._parse_file(Path(path), "P")}
+    with monkeypatch.context() as m:
+        m.setattr(pheno, "_text_kernels", lambda: None)
+        out["pandas"] = pheno._parse_file(Path(path), "P")
+        m.setattr(pheno, "_read_fast", lambda *a: None)
+        out["lines"] = pheno._parse_file(Path(path), "P")
+    return out
+
+
+def _assert_tables_equal(a, b):
+    assert a.columns == b.columns
+    np.testing.assert_array_equal(a.lines, b.lines)
+    for x, y in [(a.fid, b.fid), (a.iid, b.iid), *zip(a.data, b.data)]:
+        if x is None:
+            assert y is None
+            continue
+        assert x.dtype == y.dtype and x.shape == y.shape
+        if x.dtype == object:
+            assert list(x) == list(y) and all(type(u) is type(v) for u, v in zip(x, y))
+        else:  # bit for bit (NaN where NaN, the sign of zero)
+            np.testing.assert_array_equal(x.view(np.uint64), y.view(np.uint64))
+
+
+@pytest.mark.parametrize("sep", ["\t", " ", "  \t "])
+def test_numba_reader_equals_the_line_by_line_reader(tmp_path, monkeypatch, sep):
+    """The numba reader gives the line-by-line reader's table: IDs (non-ASCII and longer than
+    the padded copy), hard numbers, missing spellings, -9, inf, 1_000, a text column and
+    a column of numbers with one word (read as tokens)."""
+    rng = np.random.default_rng(23)
+    n = 400
+    hard = _hard_number_tokens(rng, 200)
+    rows = []
+    for i in range(n):
+        fid = "fam_é" if i % 3 == 0 else f"F{i}"
+        iid = ("x" * 70 + str(i)) if i % 5 == 0 else f"I{i}"
+        v = [hard[rng.integers(len(hard))] for _ in range(3)]
+        v[1] = ["NA", "na", "NaN", "-9", "-9.0", "inf", "1_000", "-0"][(i // 4) % 8] if i % 4 == 0 else v[1]
+        if sep == "\t" and i % 11 == 0:
+            v[2] = ""  # an empty tab field is a missing value
+        word = ["case", "control", "NA"][i % 3]
+        mixed = "unknown" if i == 7 else repr(float(rng.normal()))
+        rows.append(sep.join([fid, iid, *v, word, mixed]))
+    path = tmp_path / "t.txt"
+    path.write_text(sep.join(["FID", "IID", "a", "b", "c", "status", "mixed"]) + "\n" + "\n".join(rows) + "\n",
+                    encoding="utf-8")
+    t = _parse_three_ways(path, monkeypatch)
+    _assert_tables_equal(t["numba"], t["lines"])
+    assert [d.dtype for d in t["numba"].data] == [np.float64] * 3 + [object, object]
+    assert np.isinf(t["numba"].data[1]).any() and (t["numba"].data[1] == 1000).any()
+    # pandas' reader (where numba cannot load) agrees except where its rounding is an ulp off
+    assert [d.dtype for d in t["pandas"].data] == [d.dtype for d in t["lines"].data]
+
+
+@pytest.mark.parametrize("body, why", [
+    ("F1 I1 1.5\nF2 I2\xa0x 2.5\n", "a no-break space: Python's split() separates on it"),
+    ("F1 I1 1.5\nF2 I2\x0bx 2.5\n", "a vertical tab: Python's split() separates on it"),
+    ("F1 I1 1.5\nF2 I2 2.5 7\n", "a row with an extra field"),
+    ("F1\tI1\t1.5\nF2\tI2 \t2.5\n", "a space in a tab-separated file"),
+])
+def test_numba_reader_leaves_irregular_files_to_the_line_by_line_reader(tmp_path, monkeypatch, body, why):
+    """Where splitting line by line could differ, the numba reader declines and the exact
+    path reads (or names the bad line) instead."""
+    from gwaslift.io import pheno
+
+    tk = pheno._text_kernels()
+    text = ("FID\tIID\tx\n" if "\t" in body else "FID IID x\n") + body
+    width, use_tabs = 3, "\t" in body
+    assert pheno._read_numba(tk, text.split("\n", 1)[1].rstrip("\n"), 2, width, 2, use_tabs) is None, why
+    path = tmp_path / "f.txt"
+    path.write_text(text, encoding="utf-8")
+    try:
+        lines_table = None
+        with monkeypatch.context() as m:
+            m.setattr(pheno, "_text_kernels", lambda: None)
+            m.setattr(pheno, "_read_fast", lambda *a: None)
+            lines_table = pheno._parse_file(path, "P")
+    except InputError as e:
+        with pytest.raises(InputError, match="expected 3 fields"):
+            pheno._parse_file(path, "P")
+        assert "line 3" in str(e) or ":3" in str(e)
+        return
+    _assert_tables_equal(pheno._parse_file(path, "P"), lines_table)
+
+
+def test_read_pheno_columns_equals_read_pheno_of_each(tmp_path, geno):
+    """One alignment for several columns gives read_pheno's Series, values and attrs alike
+    (a case/control column, a quantitative one, absent samples), and a bad column fails the
+    whole call with read_pheno's message."""
+    from gwaslift.io.pheno import read_pheno_columns
+
+    ids = _ids(geno)[2:]  # two samples absent
+    rng = np.random.default_rng(4)
+    lines = ["FID IID cc q bad"] + [f"{a} {b} {1 + k % 2} {rng.normal()!r} {'x' if k == 3 else 1.0}"
+                                    for k, (a, b) in enumerate(ids)]
+    f = _write(tmp_path / "p.txt", lines)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = read_pheno_columns(f, geno, ["q", "cc", 1])
+        want = [read_pheno(f, geno, c) for c in ["q", "cc", 1]]
+    for a, b in zip(got, want):
+        pd.testing.assert_series_equal(a, b)
+        assert a.attrs == b.attrs
+    assert got[1].attrs["binary"] and len(got[0].attrs["missing_ids"]) == 2
+    with pytest.raises(InputError, match="phenotype 'bad' must be a finite number") as e1:
+        read_pheno_columns(f, geno, ["q", "bad"])
+    with pytest.raises(InputError) as e2:
+        read_pheno(f, geno, "bad")
+    assert str(e1.value) == str(e2.value)
