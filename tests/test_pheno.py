@@ -647,6 +647,9 @@ def test_numba_reader_equals_the_line_by_line_reader(tmp_path, monkeypatch, sep)
     ("F1 I1 1.5\nF2 I2\x0bx 2.5\n", "a vertical tab: Python's split() separates on it"),
     ("F1 I1 1.5\nF2 I2 2.5 7\n", "a row with an extra field"),
     ("F1\tI1\t1.5\nF2\tI2 \t2.5\n", "a space in a tab-separated file"),
+    ("F1 I1 1.5\n## x 7\nF2 I2 2.5\n", "a ## comment line with as many fields as a row"),
+    ("F1\tI1\t1.5\n\t\t\nF2\tI2\t2.5\n", "a line of tabs only (blank: skipped line by line)"),
+    ("F1 I1 1.5\n\nF2 I2 2.5\n", "a blank line"),
 ])
 def test_numba_reader_leaves_irregular_files_to_the_line_by_line_reader(tmp_path, monkeypatch, body, why):
     """Where splitting line by line could differ, the numba reader declines and the exact
@@ -656,7 +659,10 @@ def test_numba_reader_leaves_irregular_files_to_the_line_by_line_reader(tmp_path
     tk = pheno._text_kernels()
     text = ("FID\tIID\tx\n" if "\t" in body else "FID IID x\n") + body
     width, use_tabs = 3, "\t" in body
-    assert pheno._read_numba(tk, text.split("\n", 1)[1].rstrip("\n"), 2, width, 2, use_tabs) is None, why
+    raw = text.encode()
+    start, stop = raw.index(b"\n") + 1, len(raw.rstrip(b"\n"))
+    n = raw.count(b"\n", start, stop) + 1
+    assert pheno._read_numba(tk, raw, start, stop, raw.isascii(), n, width, 2, use_tabs) is None, why
     path = tmp_path / "f.txt"
     path.write_text(text, encoding="utf-8")
     try:
@@ -697,3 +703,22 @@ def test_read_pheno_columns_equals_read_pheno_of_each(tmp_path, geno):
     with pytest.raises(InputError) as e2:
         read_pheno(f, geno, "bad")
     assert str(e1.value) == str(e2.value)
+
+
+def test_a_file_that_is_not_utf8_text_is_refused(tmp_path, geno):
+    """Bytes that are not UTF-8 anywhere in the file (here on the last row) name the file;
+    a UTF-8 file with non-ASCII IDs and CRLF line ends reads as the same file with LF."""
+    a, b = _ids(geno)[0]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"FID IID y\n" + f"{a} {b} 1.5\n".encode() + b"F9 caf\xe9 2.5\n")
+    with pytest.raises(InputError, match="not a text file") as e:
+        read_pheno(bad, geno)
+    assert "bad.txt" in str(e.value)
+    lines = ["FID IID y"] + [f"{f} {i} {k}.5" for k, (f, i) in enumerate(_ids(geno))] + ["F9 café 7"]
+    lf = _write(tmp_path / "lf.txt", lines)
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pd.testing.assert_series_equal(read_pheno(lf, geno), read_pheno(crlf, geno))
+        assert read_pheno(lf, geno).attrs["n_unmatched_rows"] == 1

@@ -237,8 +237,9 @@ def scan_table(buf, n_rows, width, n_skip, tabs, pow_hi, pow_lo, line_start, val
     (n_rows + 1,) int64 (byte offset of each line; the last entry is ``len(buf) + 1``),
     ``values`` (n_rows, width - n_skip) float64 and ``status`` (same shape) uint8.
 
-    Returns 0, or -1 where a line does not have ``width`` fields, a line is missing or
-    extra, or a byte needs Python's whitespace rules: nothing is then to be trusted.
+    Returns 0, or -1 where a line does not have ``width`` fields, a line is blank (spaces
+    and tabs only) or a ``##`` comment, a line is missing or extra, or a byte needs
+    Python's whitespace rules: nothing is then to be trusted.
     """
     n = len(buf)
     i = 0
@@ -246,6 +247,11 @@ def scan_table(buf, n_rows, width, n_skip, tabs, pow_hi, pow_lo, line_start, val
         if i > n:
             return -1
         line_start[r] = i
+        j = i
+        while j < n and (buf[j] == 32 or buf[j] == 9):
+            j += 1
+        if j >= n or buf[j] == 10 or (buf[j] == 35 and j + 1 < n and buf[j + 1] == 35):
+            return -1  # a blank or ## line: the line-by-line path skips it
         f = 0
         if tabs:
             while True:
