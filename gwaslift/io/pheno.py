@@ -323,14 +323,15 @@ def _read_numba(tk, raw: bytes, start: int, stop: int, is_ascii: bool, n: int, w
         st = status[:, j]
         odd = np.flatnonzero(st >= tk.FALLBACK)
         if len(odd):
-            tokens = strings(n_skip + j, odd)
+            every = len(odd) == n  # a text column: all its tokens, sliced once
+            tokens = strings(n_skip + j) if every else strings(n_skip + j, odd)
             fallback = st[odd] == tk.FALLBACK
             # valid decimal syntax the kernel could not round with certainty: Python's float
             col[odd[fallback]] = [float(t) for t in tokens[fallback]]
             # everything else under Python's rules (inf, 1_000, text)
             other, text = parse_values(tokens[~fallback])
             if text.any():
-                data.append(_canonical(strings(n_skip + j)))  # a text column: kept as tokens
+                data.append(_canonical(tokens if every else strings(n_skip + j)))  # kept as tokens
                 continue
             col[odd[~fallback]] = other
         col[col == -9] = np.nan
