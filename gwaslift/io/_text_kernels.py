@@ -152,31 +152,29 @@ def parse_number(buf, s, e, pow_hi, pow_lo):
     exp10 = 0
     trunc = False   # a nonzero digit beyond the 19th was dropped
     digits = 0
-    while i < e and 48 <= buf[i] <= 57:
-        d = np.uint64(buf[i] - 48)
+    point = False   # past the decimal point
+    while i < e:
+        c = buf[i]
+        if c == 46 and not point:  # .
+            point = True
+            i += 1
+            continue
+        if c < 48 or c > 57:
+            break
+        d = np.uint64(c - 48)
         digits += 1
         if nd < 19:
-            if man != _U0 or d != _U0:
+            if man != _U0 or d != _U0:  # leading zeros are not significant
                 man = man * np.uint64(10) + d
                 nd += 1
-        else:
-            exp10 += 1
+            if point:
+                exp10 -= 1
+        else:  # beyond 19 significant digits: dropped, the exponent kept right
+            if not point:
+                exp10 += 1
             if d != _U0:
                 trunc = True
         i += 1
-    if i < e and buf[i] == 46:  # .
-        i += 1
-        while i < e and 48 <= buf[i] <= 57:
-            d = np.uint64(buf[i] - 48)
-            digits += 1
-            if nd < 19:
-                if man != _U0 or d != _U0:
-                    man = man * np.uint64(10) + d
-                    nd += 1
-                exp10 -= 1
-            elif d != _U0:
-                trunc = True
-            i += 1
     if digits == 0:
         return OTHER, 0.0
     if i < e and (buf[i] == 101 or buf[i] == 69):  # e E
@@ -227,6 +225,17 @@ def _odd_space(c):
     return c == 11 or c == 12 or c == 13 or 28 <= c <= 31
 
 
+@nb.njit(inline="always")
+def _field_end(buf, i, n, tabs):
+    """Where the field starting at ``i`` ends: the next newline, tab or (``tabs`` False)
+    space, or the end; -1 at a byte that needs Python's whitespace rules."""
+    while i < n and buf[i] != 10 and buf[i] != 9 and (tabs or buf[i] != 32):
+        if _odd_space(buf[i]):
+            return -1
+        i += 1
+    return i
+
+
 @nb.njit(nogil=True, cache=True)
 def scan_table(buf, n_rows, width, n_skip, tabs, pow_hi, pow_lo, line_start, values, status):
     """Read the body of a table: ``n_rows`` lines (``\\n``-separated, no trailing newline)
@@ -253,42 +262,26 @@ def scan_table(buf, n_rows, width, n_skip, tabs, pow_hi, pow_lo, line_start, val
         if j >= n or buf[j] == 10 or (buf[j] == 35 and j + 1 < n and buf[j + 1] == 35):
             return -1  # a blank or ## line: the line-by-line path skips it
         f = 0
-        if tabs:
-            while True:
-                s = i
-                while i < n and buf[i] != 9 and buf[i] != 10:
-                    if _odd_space(buf[i]):
-                        return -1
-                    i += 1
-                if f >= width:
-                    return -1
-                if f >= n_skip:
-                    st, v = parse_number(buf, s, i, pow_hi, pow_lo)
-                    status[r, f - n_skip] = st
-                    values[r, f - n_skip] = v
-                f += 1
-                if i < n and buf[i] == 9:
-                    i += 1
-                    continue
-                break
-        else:
-            while True:
+        while True:
+            if not tabs:  # runs of spaces and tabs separate; none at the ends of a line
                 while i < n and (buf[i] == 32 or buf[i] == 9):
                     i += 1
                 if i >= n or buf[i] == 10:
                     break
-                s = i
-                while i < n and buf[i] != 32 and buf[i] != 9 and buf[i] != 10:
-                    if _odd_space(buf[i]):
-                        return -1
+            s = i
+            i = _field_end(buf, i, n, tabs)
+            if i < 0 or f >= width:
+                return -1
+            if f >= n_skip:
+                st, v = parse_number(buf, s, i, pow_hi, pow_lo)
+                status[r, f - n_skip] = st
+                values[r, f - n_skip] = v
+            f += 1
+            if tabs:  # single tabs separate: a tab, then the next (maybe empty) field
+                if i < n and buf[i] == 9:
                     i += 1
-                if f >= width:
-                    return -1
-                if f >= n_skip:
-                    st, v = parse_number(buf, s, i, pow_hi, pow_lo)
-                    status[r, f - n_skip] = st
-                    values[r, f - n_skip] = v
-                f += 1
+                    continue
+                break
         if f != width:
             return -1
         i += 1  # past the newline
