@@ -18,6 +18,10 @@ File format (what plink 1.9 / plink2 accept for ``--pheno`` / ``--covar``):
   values 0/1 only are read as 0 = control, 1 = case, with a warning (plink2 without ``--1``
   reads them as 0 = missing, 1 = control; see :func:`code_binary`).
 
+Numbers: every value is the double Python's ``float(token)`` gives (correctly rounded, as
+plink2 reads it), read by the numba kernels of :mod:`gwaslift.io._text_kernels` (pandas'
+round-trip parser where numba cannot load).
+
 Alignment: the result has one row per sample of ``genotypes.samples`` in that order (index =
 ``genotypes.samples.index``). Samples absent from the file get NaN and are listed in
 ``.attrs["missing_ids"]`` (and counted in a warning); file rows that match no sample are
