@@ -123,7 +123,7 @@ def _decode_sample(packed_row, i, r, d, miss, nm):
 
 
 @nb.njit(nogil=True, cache=True, fastmath=_FAST)
-def linear_sums(packed, n_file, row, Vt, K, G, KM, VM, cnt):
+def linear_sums(packed, n_file, row, Vt, c, k, G, KM, VM, cnt):
     """Per-variant sums of one chunk over the samples used.
 
     Parameters
@@ -133,20 +133,24 @@ def linear_sums(packed, n_file, row, Vt, K, G, KM, VM, cnt):
     row : (n_file,) int64, the design row of each file sample (-1: not used); or a
         zero-length array when every file sample is used, in file order (n == n_file).
     Vt : (p4, n) float64, C-contiguous, ``p4`` a multiple of 4: the transposed columns to
-        sum against the dosages (zero rows as padding).
-    K : (n, q) float64, each sample's correction row, summed where its call is missing.
+        sum against the dosages: ``c`` covariate-basis rows ``q``, then ``k`` residual
+        phenotype rows ``y`` (zero rows as padding).
 
     Outputs (overwritten)
     ---------------------
     G : (B4, p4), ``B4`` = B rounded up to a multiple of 4: sum over observed samples of
         ``d_i Vt[:, i]`` (``d`` = A1 dosage); rows from B on are zero sums (scratch).
-    KM : (B, q) sum over missing samples of ``K_i``.
+    KM : (B, T + c k + k), T = c (c + 1) / 2: sum over missing samples of their linear
+        correction rows (``assoc._correction_rows``): ``q_a q_b`` (a <= b, row-major upper
+        triangle), ``q_a y_j`` (phenotype by phenotype), ``y_j^2``; formed from the sample's
+        column of Vt (the same products as stored rows, summed in the same order).
     VM : (B, p4) sum over missing samples of ``Vt[:, i]``.
     cnt : (B, 3) int64: missing calls, sum of d, sum of d^2 (observed samples; exact).
     """
     B = packed.shape[0]
     p4, n = Vt.shape
-    q = K.shape[1]
+    T = c * (c + 1) // 2
+    v = np.empty(c + k)
     # four separate scratch rows: as views of one 2-D array LLVM did not vectorize the
     # dot products (4x slower)
     d0, d1, d2, d3 = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
@@ -178,10 +182,20 @@ def linear_sums(packed, n_file, row, Vt, K, G, KM, VM, cnt):
             VM[j, :] = 0.0
             for m in range(nms[t]):
                 r = miss[t, m]
-                for k in range(q):
-                    KM[j, k] += K[r, k]
-                for k in range(p4):
-                    VM[j, k] += Vt[k, r]
+                for a in range(c + k):
+                    v[a] = Vt[a, r]
+                u = 0
+                for a in range(c):
+                    for b in range(a, c):
+                        KM[j, u] += v[a] * v[b]
+                        u += 1
+                for h in range(k):
+                    for a in range(c):
+                        KM[j, T + h * c + a] += v[a] * v[c + h]
+                for h in range(k):
+                    KM[j, T + c * k + h] += v[c + h] * v[c + h]
+                for a in range(p4):
+                    VM[j, a] += Vt[a, r]
 
 
 # --------------------------------------------------------------------------------------
@@ -452,9 +466,9 @@ def logistic_start_sums(D, M, S, w0, Q, r0, G, s2w, KM, mcnt):
     G : (B, p) ``D @ S.T``.
     s2w : (B, 2) sum of d^2 and sum of w0 d^2.
     KM : (B, 2T + c + 1), T = c (c + 1) / 2, sums over the variant's missing calls of
-        the rows of ``Design.Kmiss`` (logistic): ``w0 q_a q_b`` (a <= b, row-major upper
-        triangle), ``r0 q_a``, 0, ``q_a q_b``. Formed from the sample's row of Q (88 bytes
-        at c = 11, in cache) rather than read from Kmiss (over 1 KB a sample).
+        the logistic correction rows (``assoc._correction_rows``): ``w0 q_a q_b`` (a <= b,
+        row-major upper triangle), ``r0 q_a``, 0, ``q_a q_b``. Formed from the sample's row
+        of Q (88 bytes at c = 11, in cache) rather than read from a stored row (over 1 KB).
     mcnt : (B, 2) number of missing calls and the sum of y over them.
 
     Fixed summation order per variant (set by n), as in :func:`logistic_score_info`.

@@ -194,17 +194,13 @@ class Design:
     V: np.ndarray              # (n, c+k+1) [Q, y_resid (k columns), 1] for linear;
                                # (n, c+2) [Q, r0, 1] logistic
     tri: tuple                 # upper-triangle index pairs of a c x c matrix
-    Kmiss: np.ndarray          # products subtracted per missing sample: linear (n, T +
-                               # c k + k) [K, Q y_resid_1, ..., Q y_resid_k, y_resid^2];
-                               # logistic (n, T + c + 1 + T), the last T unweighted, for
-                               # the predictor checks
+    tri_products: TriProducts  # q_a q_b of each sample (the Gram operand; see its class)
     yy: float | np.ndarray     # sum of squared residual phenotype (linear; (k,) for k > 1)
     # logistic null fit (covariates only)
     a0: np.ndarray | None = None     # (c,) coefficients on Q
     w0: np.ndarray | None = None     # (n,) p0 (1 - p0)
     QwQ0: np.ndarray | None = None   # (c, c) Q' W0 Q
     Qr0: np.ndarray | None = None    # (c,) Q' (y - p0), the null score (~0)
-    Kw: np.ndarray | None = None     # (n, T) upper-triangle products q_ik q_il
     Qt: np.ndarray | None = None     # (c, n) Q transposed, C-contiguous (the numba kernels')
     S: np.ndarray | None = None      # (2c + 3, n) rows [Q', r0, 1, (Q * w0)', y]: the sums
                                      # of each genotype a logistic fit starts from
@@ -236,6 +232,12 @@ class Design:
         """Phenotypes tested in one pass (the columns of a 2-D ``y``; linear only)."""
         return 1 if self.y.ndim == 1 else self.y.shape[1]
 
+    @property
+    def n_corr(self) -> int:
+        """Columns of a missing call's correction row (:func:`_correction_rows`)."""
+        T = len(self.tri[0])
+        return T + self.c * self.k + self.k if self.model == "linear" else 2 * T + self.c + 1
+
     def __dask_tokenize__(self):
         from dask.base import tokenize
 
@@ -246,6 +248,55 @@ class Design:
 def _tri_products(Q: np.ndarray, tri) -> np.ndarray:
     i, j = tri
     return Q[:, i] * Q[:, j]
+
+
+#: Largest products matrix (n x T doubles) that :class:`TriProducts` keeps; beyond it the
+#: products are formed per chunk of :data:`TRI_CHUNK` samples at each use. 500,000 samples
+#: with 42 covariates (T = 903) would need 3.6 GB.
+TRI_STORE_BYTES = 256 * 2**20
+TRI_CHUNK = 8192
+
+
+class TriProducts:
+    """The products ``q_a q_b`` (a <= b, pairs ``tri``) of each sample's row of the
+    covariate basis ``Q`` (n, c): the operand ``K`` (n, T) of the weighted Gram matrices
+    ``Q' diag(w) Q`` (``w @ K``, unpacked). Kept as one matrix while it is small (the GEMM
+    then streams it), formed chunk by chunk otherwise, so that memory stays O(n c) for
+    any number of covariates."""
+
+    def __init__(self, Q: np.ndarray, tri, K: np.ndarray | None = None):
+        self.Q, self.tri = Q, tri
+        self.n, self.T = Q.shape[0], len(tri[0])
+        if K is None and self.n * self.T * 8 <= TRI_STORE_BYTES:
+            K = _tri_products(Q, tri)
+        self.K = K
+
+    def chunks(self):
+        """``(start, stop, K[start:stop])`` over the samples."""
+        if self.K is not None:
+            yield 0, self.n, self.K
+            return
+        for s in range(0, self.n, TRI_CHUNK):
+            e = min(s + TRI_CHUNK, self.n)
+            yield s, e, _tri_products(self.Q[s:e], self.tri)
+
+    def gram(self, W: np.ndarray) -> np.ndarray:
+        """``W @ K`` (A, T) for weights ``W`` (A, n)."""
+        if self.K is not None:
+            return (self.K.T @ W.T).T  # this order: ~15% faster than W @ K
+        out = np.zeros((len(W), self.T))
+        for s, e, K in self.chunks():
+            out += (K.T @ W[:, s:e].T).T
+        return out
+
+    def expand(self, V: np.ndarray) -> np.ndarray:
+        """``V @ K.T`` (A, n) for triangle coefficients ``V`` (A, T)."""
+        if self.K is not None:
+            return V @ self.K.T
+        out = np.empty((len(V), self.n))
+        for s, e, K in self.chunks():
+            out[:, s:e] = V @ K.T
+        return out
 
 
 def _unpack_sym(vals: np.ndarray, c: int, tri) -> np.ndarray:
@@ -368,14 +419,12 @@ def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, miss
     _check_covariates(R1, names, vif, max_corr)
     n, c = Q.shape
     tri = np.triu_indices(c)
-    K = _tri_products(Q, tri)
     kw = {}
     if model == "linear":
         Y = y.reshape(n, -1)
         k = Y.shape[1]
         Y_r = Y - Q @ (Q.T @ Y)
         V = np.column_stack([Q, Y_r, np.ones(n)])
-        Kmiss = np.column_stack([K, *(Q * Y_r[:, [j]] for j in range(k)), Y_r ** 2])
         yy = np.array([Y_r[:, j] @ Y_r[:, j] for j in range(k)])
         yy = float(yy[0]) if y.ndim == 1 else yy
         Vt4 = np.zeros((-(-(c + k) // 4) * 4, n))
@@ -388,19 +437,45 @@ def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, miss
         r0 = y - p0
         V = np.column_stack([Q, r0, np.ones(n)])
         Qw0 = Q * w0[:, None]
-        # missing-sample corrections at the null fit: K*w0 (H_aa), Q*r0 (score), then the
-        # unweighted K for the predictor checks (plink2's VIF / correlation are unweighted)
-        Kmiss = np.column_stack([K * w0[:, None], Q * r0[:, None], np.zeros(n), K])
         yy = 0.0
         S = np.ascontiguousarray(np.column_stack([Q, r0, np.ones(n), Qw0, y]).T)
         # Qt: S's first c rows (a C-contiguous view, not a second copy)
-        kw = dict(a0=a0, w0=w0, QwQ0=Qw0.T @ Q, Qr0=Q.T @ r0, Kw=K, Qt=S[:c], S=S,
+        kw = dict(a0=a0, w0=w0, QwQ0=Qw0.T @ Q, Qr0=Q.T @ r0, Qt=S[:c], S=S,
                   offset_miss=np.where(y > 0.5, 1e4, -1e4))
     return Design(model=model, missing=missing, y=y, Q=Q, V=np.ascontiguousarray(V), tri=tri,
-                  Kmiss=np.ascontiguousarray(Kmiss), yy=yy,
+                  tri_products=TriProducts(Q, tri), yy=yy,
                   sample_idx=None if sample_idx is None else np.asarray(sample_idx, np.int64),
                   n_file=int(n_file), R1=R1, R1_inv=np.linalg.inv(R1), vif=float(vif),
                   max_corr=float(max_corr), firth=firth, **kw)
+
+
+def _correction_rows(design: Design, s: int, e: int) -> np.ndarray:
+    """(e - s, design.n_corr): what each sample s..e-1 takes away from a variant's sums
+    when its call is missing. Linear: ``[q_a q_b (a <= b), q_a y_j (per phenotype j),
+    y_j^2]`` (``y_j`` the residual phenotypes); logistic, at the null fit: ``[w0 q_a q_b,
+    r0 q_a, 0, q_a q_b]`` (the unweighted products for plink2's unweighted predictor
+    checks). Formed when needed, chunk by chunk: as one (n, n_corr) matrix it took n c^2
+    doubles (3.6 GB at 500,000 samples and 42 covariates)."""
+    Q = design.Q[s:e]
+    K = _tri_products(Q, design.tri)
+    if design.model == "linear":
+        c, k = design.c, design.k
+        Y_r = design.V[s:e, c:c + k]
+        return np.column_stack([K, *(Q * Y_r[:, [j]] for j in range(k)), Y_r ** 2])
+    w0, r0 = design.w0[s:e], design.V[s:e, design.c]
+    return np.column_stack([K * w0[:, None], Q * r0[:, None], np.zeros(e - s), K])
+
+
+def _missing_corrections(miss: np.ndarray, design: Design) -> np.ndarray:
+    """(B, design.n_corr): the correction rows summed over each variant's missing calls
+    (``miss`` (B, n) 1.0 at a missing call), the numpy paths' ``miss @ rows``, formed per
+    chunk of samples (chunks without a missing call skipped)."""
+    out = np.zeros((len(miss), design.n_corr))
+    for s in range(0, design.n, TRI_CHUNK):
+        m = miss[:, s:s + TRI_CHUNK]
+        if m.any():
+            out += m @ _correction_rows(design, s, s + m.shape[1])
+    return out
 
 
 def _file_rows(sample_idx, n_file: int) -> np.ndarray | None:
@@ -568,7 +643,7 @@ def linear_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design) -> np.
     c, k = design.c, design.k
     G = D @ design.V
     nmiss = np.zeros(B) if miss is None else miss.sum(axis=1, dtype=np.float64)
-    corr = miss @ design.Kmiss if miss is not None and nmiss.any() else None
+    corr = _missing_corrections(miss, design) if miss is not None and nmiss.any() else None
     return _linear_stats(G[:, :c], G[:, c:c + k], G[:, c + k], _rowdot(D, D), n - nmiss, corr, design)
 
 
@@ -577,7 +652,7 @@ def _linear_stats(b, gy, s1, s2, nobs, corr, design: Design) -> np.ndarray:
 
     ``b`` (B, c): ``Q' g``; ``gy`` (B, k): ``g' y_resid`` of each of the ``design.k``
     phenotypes; ``s1``, ``s2``, ``nobs`` (B,): ``sum g``, ``sum g^2`` and the number of
-    observed calls; ``corr`` (B, T + c k + k): the missing samples' summed ``design.Kmiss``
+    observed calls; ``corr`` (B, T + c k + k): the missing samples' summed correction
     rows, or None when no call is missing. The genotype's own quantities (its residual sum
     of squares, the predictor checks) are computed once for all phenotypes.
     Returns (B, k * _NSTAT) float64 as :func:`linear_kernel`.
@@ -663,7 +738,7 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     c = design.c
     tri = design.tri
     T = len(tri[0])
-    # G: [Q'g, g'r0, sum g, g' W0 Q, sum_case g]; corr: sums of Kmiss over missing calls
+    # G: [Q'g, g'r0, sum g, g' W0 Q, sum_case g]; corr: correction rows summed over missing calls
     G, s2, hgg0, corr, nmiss, y_miss = _start_sums(D, miss, design)
     s1 = G[:, c + 1]
     has_miss = corr is not None
@@ -676,7 +751,7 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     sep &= err == _OK
     if design.firth == "no":
         err[sep] = _SEPARATION
-    # plink2's predictor checks on the unweighted observed Gram (last T columns of Kmiss)
+    # plink2's predictor checks on the unweighted observed Gram (last T columns of corr)
     A_obs = np.eye(c) - _unpack_sym(corr[:, -T:], c, tri) if has_miss else None
     _predictor_checks(err, A_obs, G[:, :c], s1, sst, nobs, design)
 
@@ -765,12 +840,12 @@ def _start_sums(D, miss, design):
     """The sums of each variant a logistic fit starts from (B = len(D)):
 
     ``G`` (B, 2c+3) = ``D @ design.S.T``: Q'g, g'r0, sum g, g' W0 Q, sum of g over cases;
-    ``s2`` and ``hgg0`` (B,): sum g^2 and g' W0 g; ``corr`` (B, q): the sums of
-    ``design.Kmiss`` rows over each variant's missing calls, or None when the block has
-    none; ``nmiss`` and ``y_miss`` (B,): missing calls, and cases among them.
+    ``s2`` and ``hgg0`` (B,): sum g^2 and g' W0 g; ``corr`` (B, q): the sums of the
+    correction rows (:func:`_correction_rows`) over each variant's missing calls, or None
+    when the block has none; ``nmiss`` and ``y_miss`` (B,): missing calls, and cases among them.
 
-    The numba kernel visits only the missing calls' correction rows (the numpy path's
-    ``miss @ Kmiss`` is a dense product over ~2c^2 columns, the cost of a Newton step).
+    The numba kernel forms only the missing calls' correction rows (the numpy path's
+    ``miss @ rows`` is a dense product over ~2c^2 columns, the cost of a Newton step).
     """
     B = len(D)
     kernel = LOGISTIC_START_KERNEL.get()
@@ -780,10 +855,10 @@ def _start_sums(D, miss, design):
         if miss is None:
             return G, s2, hgg0, None, np.zeros(B), np.zeros(B)
         nmiss = miss.sum(axis=1, dtype=np.float64)
-        corr = miss @ design.Kmiss if nmiss.any() else None
+        corr = _missing_corrections(miss, design) if nmiss.any() else None
         return G, s2, hgg0, corr, nmiss, miss @ design.y
     G = np.empty((B, design.S.shape[0]))
-    s2w, KM, mcnt = np.empty((B, 2)), np.empty((B, design.Kmiss.shape[1])), np.empty((B, 2))
+    s2w, KM, mcnt = np.empty((B, 2)), np.empty((B, design.n_corr)), np.empty((B, 2))
     kernel(np.ascontiguousarray(D), _NO_MISS if miss is None else np.ascontiguousarray(miss),
            design.S, design.w0, design.Q, design.S[design.c], G, s2w, KM, mcnt)
     nmiss = mcnt[:, 0]
@@ -811,7 +886,7 @@ def _score_info(D, miss, theta, active, design):
     kernel(np.ascontiguousarray(D), M, design.Qt, design.y, np.ascontiguousarray(theta[active]),
            active.astype(np.int64), U, Hgc, Hgg, W)
     H = np.empty((A, c + 1, c + 1))
-    H[:, :c, :c] = _unpack_sym(_weighted_grams(W, design.Kw, design.Qt), c, design.tri)
+    H[:, :c, :c] = _unpack_sym(_weighted_grams(W, design.tri_products, design.Qt), c, design.tri)
     H[:, :c, c] = Hgc
     H[:, c, :c] = Hgc
     H[:, c, c] = Hgg
@@ -821,16 +896,16 @@ def _score_info(D, miss, theta, active, design):
 _NO_MISS = np.zeros((0, 0))
 
 
-def _weighted_grams(W, Kw, Qt):
-    """(A, T) upper triangles of ``Q' diag(W[a]) Q`` for weights W (A, n): ``W @ Kw``
-    (Kw (n, T): the products ``q_k q_l``), or the ``weighted_gram`` kernel (Qt (c, n))
+def _weighted_grams(W, products: TriProducts, Qt):
+    """(A, T) upper triangles of ``Q' diag(W[a]) Q`` for weights W (A, n): the GEMM
+    ``W @ K`` (:meth:`TriProducts.gram`), or the ``weighted_gram`` kernel (Qt (c, n))
     for fewer than :data:`GRAM_GEMM_MIN_ROWS` rows."""
     gram = GRAM_KERNEL.get()
     if len(W) < GRAM_GEMM_MIN_ROWS and gram is not None:
-        out = np.empty((len(W), Kw.shape[1]))
+        out = np.empty((len(W), products.T))
         gram(np.ascontiguousarray(W), Qt, out)
         return out
-    return (Kw.T @ W.T).T  # this order: ~15% faster than W @ Kw
+    return products.gram(W)
 
 
 def _logistic_grad_hess(D, miss, theta, design):
@@ -852,7 +927,7 @@ def _logistic_grad_hess(D, miss, theta, design):
     U[:, c] = _rowdot(r, D)
     H = np.empty((len(D), c + 1, c + 1))
     # float64 throughout: a float32 covariate block was measured to move SEs by ~1e-6
-    H[:, :c, :c] = _unpack_sym(w @ design.Kw, c, design.tri)
+    H[:, :c, :c] = _unpack_sym(design.tri_products.gram(w), c, design.tri)
     wD = w * D
     hab = wD @ design.Q
     H[:, :c, c] = hab
@@ -965,7 +1040,7 @@ def _fit_pending(out, pending, design) -> None:
     for s in range(0, len(rows), step):
         sl = slice(s, s + step)
         beta, se, ok = firth_logistic_batch(design.Q, D[sl], None if M is None else M[sl], design.y,
-                                            design.a0, design.Kw, design.tri)
+                                            design.a0, design.tri_products, design.tri)
         r = rows[sl]
         with np.errstate(invalid="ignore"):
             out[r, 2:5] = np.column_stack([beta, se, beta / se])
@@ -1028,13 +1103,13 @@ def _linear_packed(packed: np.ndarray, design: Design) -> np.ndarray:
     c, k = design.c, design.k
     n = design.n
     out = np.empty((B, k * _NSTAT))
-    p4, q = design.Vt4.shape[0], design.Kmiss.shape[1]
+    p4, q = design.Vt4.shape[0], design.n_corr
     for s in range(0, B, NUMBA_BLOCK):
         blk = np.ascontiguousarray(packed[s:s + NUMBA_BLOCK], dtype=np.uint8)
         b = len(blk)
         G = np.empty((-(-b // 4) * 4, p4))
         KM, VM, cnt = np.empty((b, q)), np.empty((b, p4)), np.empty((b, 3), np.int64)
-        kernel(blk, design.n_file, design.file_row, design.Vt4, design.Kmiss, G, KM, VM, cnt)
+        kernel(blk, design.n_file, design.file_row, design.Vt4, c, k, G, KM, VM, cnt)
         G = G[:b]
         nm, s1, s2 = (cnt[:, k].astype(np.float64) for k in range(3))
         nobs = n - nm

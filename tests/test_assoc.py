@@ -941,3 +941,46 @@ def test_linear_gwas_multi_on_arrays_and_bad_input(tmp_path):
         gwaslift.linear_gwas_multi(G, pd.DataFrame(Y[:, :2], columns=["a", "a"]))
     with pytest.raises(TypeError, match="unexpected keyword"):
         gwaslift.linear_gwas_multi(G, Y, covars=None)
+
+
+@pytest.mark.parametrize("model", ["linear", "logistic"])
+@pytest.mark.parametrize("numba", [True, False])
+def test_covariate_products_formed_in_chunks_give_the_stored_results(tmp_path, monkeypatch, model, numba):
+    """Past TRI_STORE_BYTES the products q_a q_b (the Gram operand, and the missing calls'
+    correction rows of the numpy paths) are formed per chunk of samples instead of stored
+    as an n x c^2 matrix (3.6 GB at 500,000 samples and 42 covariates): the same statistics,
+    numba and numpy paths, 2 phenotypes in one pass, missing calls, Firth refits, several
+    chunks with a ragged last one."""
+    from gwaslift import assoc
+
+    rng = np.random.default_rng(21)
+    n, m = 701, 40
+    G = rng.binomial(2, rng.uniform(0.01, 0.5, m), size=(n, m)).astype(float)
+    G[rng.random((n, m)) < 0.03] = np.nan
+    if model == "linear":
+        Y = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    else:
+        Y = pd.DataFrame({"cc": (rng.random(n) < 0.4).astype(float)})
+        # carried by 3 cases only: separated, a Firth refit
+        G[:, 0] = np.where(np.isin(np.arange(n), np.flatnonzero(Y["cc"].to_numpy() == 1)[:3]), 1.0, 0.0)
+    g = _write_bfile(tmp_path / "tp", G)
+    C = pd.DataFrame(rng.normal(size=(n, 9)), columns=[f"PC{j}" for j in range(9)])
+    C["batch"] = pd.Categorical(rng.integers(0, 4, n).astype(str))
+    with monkeypatch.context() as mp:
+        if not numba:
+            from gwaslift import firth
+
+            _numpy_path(mp)
+            _logistic_numpy_path(mp)
+            for kernel in (firth.FIRTH_PASS1, firth.FIRTH_PASS2):
+                mp.setattr(kernel, "_fn", False)
+        stored = gwaslift.linear_gwas_multi(g, Y, C, model=model, progress=False)
+        assert assoc.TriProducts(np.ones((n, 13)), np.triu_indices(13)).K is not None  # small: stored
+        mp.setattr(assoc, "TRI_STORE_BYTES", 0)
+        mp.setattr(assoc, "TRI_CHUNK", 128)
+        assert assoc.TriProducts(np.ones((n, 13)), np.triu_indices(13)).K is None
+        chunked = gwaslift.linear_gwas_multi(g, Y, C, model=model, progress=False)
+    for name in Y.columns:
+        pd.testing.assert_frame_equal(chunked[name], stored[name], check_exact=False, rtol=1e-9, atol=1e-12)
+    if model == "logistic":
+        assert stored["cc"]["firth"].any()
