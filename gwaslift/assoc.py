@@ -251,10 +251,15 @@ def _tri_products(Q: np.ndarray, tri) -> np.ndarray:
 
 
 #: Largest products matrix (n x T doubles) that :class:`TriProducts` keeps; beyond it the
-#: products are formed per chunk of :data:`TRI_CHUNK` samples at each use. 500,000 samples
-#: with 42 covariates (T = 903) would need 3.6 GB.
+#: products are formed per chunk of samples at each use, :data:`TRI_CHUNK_BYTES` at a
+#: time. 500,000 samples with 42 covariates (T = 903) would need 3.6 GB.
 TRI_STORE_BYTES = 256 * 2**20
-TRI_CHUNK = 8192
+TRI_CHUNK_BYTES = 8 * 2**20
+
+
+def _sample_chunk(row_doubles: int) -> int:
+    """Samples per chunk of rows of ``row_doubles`` float64 each (:data:`TRI_CHUNK_BYTES`)."""
+    return max(64, TRI_CHUNK_BYTES // (8 * max(row_doubles, 1)))
 
 
 class TriProducts:
@@ -276,8 +281,9 @@ class TriProducts:
         if self.K is not None:
             yield 0, self.n, self.K
             return
-        for s in range(0, self.n, TRI_CHUNK):
-            e = min(s + TRI_CHUNK, self.n)
+        step = _sample_chunk(self.T)
+        for s in range(0, self.n, step):
+            e = min(s + step, self.n)
             yield s, e, _tri_products(self.Q[s:e], self.tri)
 
     def gram(self, W: np.ndarray) -> np.ndarray:
@@ -471,8 +477,9 @@ def _missing_corrections(miss: np.ndarray, design: Design) -> np.ndarray:
     (``miss`` (B, n) 1.0 at a missing call), the numpy paths' ``miss @ rows``, formed per
     chunk of samples (chunks without a missing call skipped)."""
     out = np.zeros((len(miss), design.n_corr))
-    for s in range(0, design.n, TRI_CHUNK):
-        m = miss[:, s:s + TRI_CHUNK]
+    step = _sample_chunk(design.n_corr)
+    for s in range(0, design.n, step):
+        m = miss[:, s:s + step]
         if m.any():
             out += m @ _correction_rows(design, s, s + m.shape[1])
     return out

@@ -977,7 +977,7 @@ def test_covariate_products_formed_in_chunks_give_the_stored_results(tmp_path, m
         stored = gwaslift.linear_gwas_multi(g, Y, C, model=model, progress=False)
         assert assoc.TriProducts(np.ones((n, 13)), np.triu_indices(13)).K is not None  # small: stored
         mp.setattr(assoc, "TRI_STORE_BYTES", 0)
-        mp.setattr(assoc, "TRI_CHUNK", 128)
+        mp.setattr(assoc, "TRI_CHUNK_BYTES", 128 * 8 * 60)  # ~128 samples a chunk
         assert assoc.TriProducts(np.ones((n, 13)), np.triu_indices(13)).K is None
         chunked = gwaslift.linear_gwas_multi(g, Y, C, model=model, progress=False)
     for name in Y.columns:
