@@ -674,8 +674,12 @@ def test_collinear_covariates_raise_naming_them():
     C = C.drop(columns=["site"])
     with pytest.raises(InputError, match="constant among the samples used.*batch"):
         linear_gwas(G, yq, C.assign(batch=1.0))
-    with pytest.raises(InputError, match="age2"):
+    # the whole dependent set is named (which member pivoting calls dependent is rounding)
+    with pytest.raises(InputError, match="linearly dependent: intercept, age, age2"):
         linear_gwas(G, yq, C.assign(age2=2 * C["age"] + 1))
+    num = [c for c in C.columns if C[c].dtype.kind == "f" and c != "age"][:2]
+    with pytest.raises(InputError, match=f"linearly dependent: {num[0]}, {num[1]}, s\\. "):
+        linear_gwas(G, yq, C.assign(s=C[num[0]] - 3 * C[num[1]]))
 
 
 def test_series_with_array_genotypes_is_positional():
