@@ -67,11 +67,10 @@ _U0 = np.uint64(0)
 _U1 = np.uint64(1)
 _U9 = np.uint64(9)
 _U32 = np.uint64(32)
-_U52 = np.uint64(52)
+_U53 = np.uint64(53)
 _U63 = np.uint64(63)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _LOW9 = np.uint64(0x1FF)
-_ALL1 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _TOP = np.uint64(0x8000000000000000)
 _TWO53 = np.uint64(1 << 53)
 _U3 = np.uint64(3)
@@ -117,7 +116,7 @@ def _eisel_lemire(man, exp10, pow_hi, pow_lo):
         return False, 0.0  # exactly halfway on the truncated product: undecided
     mant += mant & _U1
     mant = mant >> _U1
-    if (mant >> np.uint64(53)) > _U0:
+    if (mant >> _U53) > _U0:
         mant = mant >> _U1
         exp2 += 1
     if exp2 <= 0 or exp2 >= 0x7FF:
