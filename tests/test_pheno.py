@@ -722,3 +722,15 @@ def test_a_file_that_is_not_utf8_text_is_refused(tmp_path, geno):
         warnings.simplefilter("ignore")
         pd.testing.assert_series_equal(read_pheno(lf, geno), read_pheno(crlf, geno))
         assert read_pheno(lf, geno).attrs["n_unmatched_rows"] == 1
+
+
+def test_a_leading_byte_order_mark_is_not_part_of_the_header(tmp_path, geno):
+    """A UTF-8 byte-order mark (spreadsheet exports) before '#FID' reads as the same file
+    without it; left in, it would turn the header into a row of data."""
+    lines = ["#FID\tIID\ty"] + [f"{f}\t{i}\t{k}.25" for k, (f, i) in enumerate(_ids(geno))]
+    plain = _write(tmp_path / "plain.txt", lines)
+    marked = tmp_path / "marked.txt"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    got = read_pheno(marked, geno)
+    pd.testing.assert_series_equal(got, read_pheno(plain, geno))
+    assert got.name == "y" and got.notna().all()

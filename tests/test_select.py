@@ -122,3 +122,9 @@ def test_duplicated_listed_id_selects_all_as_plink2(bfile, tmp_path, plink2):
     ref = read_sumstats(tmp_path / "ref.PHENO1.glm.linear")
     assert list(ours.snp) == list(ref.snp) == ["rs29", "rs29", "rs31"]
     np.testing.assert_allclose(ours.beta, ref.beta, rtol=5e-5, atol=1e-6)
+
+
+def test_a_leading_byte_order_mark_is_not_part_of_the_first_id(tmp_path):
+    marked = tmp_path / "ids"
+    marked.write_bytes(b"\xef\xbb\xbf" + "#FID IID\nF0 S1\nF2 S3\n".encode())
+    assert read_sample_ids(marked) == (["F0", "F2"], ["S1", "S3"])

@@ -94,6 +94,7 @@ class _Table:
 
 _IRREGULAR_LINE = re.compile(r"\n[ \t]*(?:\n|##|$)")  # a blank or comment line after the first (pandas' reader)
 _NON_BLANK = re.compile(rb"[^ \t\n]")
+_UTF8_BOM = b"\xef\xbb\xbf"  # as Python's "utf-8-sig" codec strips it
 
 
 #: Parsed files kept for reuse (a few: a biobank phenotype file of 500,000 rows x 10 columns
@@ -133,6 +134,10 @@ def _parse_file(path: Path, default_prefix: str) -> _Table:
     # the file stays bytes: the numba reader works on them in place, and a 500,000-row file
     # (~100 MB) is not also held as str, sliced and re-encoded (~300 MB and ~0.3 s before)
     raw = path.read_bytes()
+    if raw.startswith(_UTF8_BOM):
+        # a byte-order mark (spreadsheet and Windows exports) is not part of the first
+        # field: left in, it would hide a '#FID' header and make it a row of data
+        raw = raw[len(_UTF8_BOM):]
     is_ascii = raw.isascii()
     if not is_ascii:
         try:

@@ -65,7 +65,7 @@ def _split_rows(path: Path, n_fields: int, what: str) -> list[list[str]]:
     """Whitespace-split the non-empty lines of a .fam/.bim file, checking the field count."""
     rows = []
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:  # a leading byte-order mark dropped, as pandas does
             for lineno, line in enumerate(fh, start=1):
                 fields = line.split()
                 if not fields:

@@ -37,7 +37,7 @@ from .plink import Genotypes, normalize_chrom
 def _tokens(path: str | os.PathLike) -> list[list[str]]:
     """Non-blank lines of a text file as whitespace-split tokens (InputError if unreadable)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8-sig")  # UTF-8, a leading byte-order mark dropped
     except OSError as e:
         raise InputError(f"cannot read the file ({e.strerror or e})", path) from None
     except UnicodeDecodeError:
