@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     _qc_flags(p, pipeline=False)  # plink2 --glm --maf ...: the filters given apply first
     p.add_argument("--pheno-quantile-normalize", action="store_true",
                    help="rank-based inverse-normal transform of quantitative phenotypes (plink2's)")
+    p.add_argument("--no-psam-pheno", action="store_true",
+                   help="with --pheno: leave out the .fam's phenotype (column 6), which plink2 --glm "
+                        "otherwise tests too, as PHENO1, when it is not all missing (plink2 --no-psam-pheno)")
     p.add_argument("--no-x-sex", action="store_true",
                    help="chrX without sex as a covariate (plink2 --glm no-x-sex; default: added, as plink2)")
     p.add_argument("--ci", type=_ci_level, default=None,
@@ -358,15 +361,36 @@ def _glm_filters(args, g):
     return gq
 
 
-def _glm_phenotype_names(args) -> list:
+#: plink2's name for the .fam's phenotype (column 6) beside the columns of a --pheno file
+FAM_PHENOTYPE_NAME = "PHENO1"
+
+
+def _glm_phenotype_names(args, g) -> list:
     """The phenotypes to test, as plink2 --glm picks them: every column of --pheno unless
     --pheno-name names some (ranges expanded); without --pheno, the .fam's sixth column
-    (None)."""
-    if args.pheno:
-        from .io.pheno import phenotype_columns
+    (None). With --pheno and no --pheno-name, plink2 also tests the .fam's phenotype, first
+    and named PHENO1, unless --no-psam-pheno is given or the column is missing for every
+    sample: it comes first in the list, as None (plink2 v2.00a3.5 measured, tests/test_cli.py)."""
+    if not args.pheno:
+        return _names(args.pheno_name) if args.pheno_name else [None]
+    import numpy as np
 
-        return phenotype_columns(args.pheno, _names(args.pheno_name) if args.pheno_name else None)
-    return _names(args.pheno_name) if args.pheno_name else [None]
+    from .io.pheno import phenotype_columns
+
+    names = phenotype_columns(args.pheno, _names(args.pheno_name) if args.pheno_name else None)
+    # plink2 leaves out a .fam column 6 of only 0, -9 and NA (a case/control column with
+    # every sample missing). It decides on the whole .fam before --keep/--remove and then
+    # fails on a phenotype missing for every sample kept; here it is decided on the samples
+    # analysed, so such a phenotype is left out instead.
+    trait = g.samples["trait"].to_numpy(dtype=float)
+    if args.pheno_name or args.no_psam_pheno or not (np.isfinite(trait) & (trait != 0)).any():
+        return names
+    if FAM_PHENOTYPE_NAME in names:
+        raise InputError(f"a column of the phenotype file is named {FAM_PHENOTYPE_NAME!r}, the name plink2 and "
+                         "gwaslift give the .fam's phenotype (column 6), which is tested too; pass "
+                         "--no-psam-pheno to leave the .fam's phenotype out, or --pheno-name to pick columns",
+                         args.pheno)
+    return [None, *names]
 
 
 def _cmd_gwas(args):
@@ -378,10 +402,16 @@ def _cmd_gwas(args):
 
     prefix = _prefix_ready(args.out)
     g = _glm_filters(args, _genotypes(args))
-    names = _glm_phenotype_names(args)
+    names = _glm_phenotype_names(args, g)
     cov = _covariates(args, g, args.pcs)
-    # a --pheno file is matched to the samples once for all its phenotypes
-    read = read_pheno_columns(args.pheno, g, names) if args.pheno else [as_phenotype(None, g, name=n) for n in names]
+    if args.pheno:
+        # a --pheno file is matched to the samples once for all its phenotypes; the .fam's
+        # phenotype among them (None) is named as plink2 names it
+        from_file = iter(read_pheno_columns(args.pheno, g, [n for n in names if n is not None]))
+        read = [as_phenotype(None, g, name=FAM_PHENOTYPE_NAME) if n is None else next(from_file) for n in names]
+        names = [FAM_PHENOTYPE_NAME if n is None else n for n in names]
+    else:
+        read = [as_phenotype(None, g, name=n) for n in names]
     columns = []
     for name, y in zip(names, read):
         if args.pheno_quantile_normalize and not y.attrs.get("binary"):

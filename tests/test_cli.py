@@ -63,8 +63,10 @@ def test_simulate_qc_gwas(tmp_path, plink2):
                  "--seed", "4", "--no-progress"]) == 0
     assert main(["qc", "--bfile", str(p), "--out", str(tmp_path / "q"), "--make-bed", "--no-progress"]) == 0
     assert (tmp_path / "q.bed").exists() and (tmp_path / "q.qc.tsv").exists()
-    assert main(["gwas", "--bfile", str(p), "--pheno", f"{p}.pheno", "--out", str(tmp_path / "g"),
-                 "--no-progress"]) == 0
+    # the simulated .fam holds the trait too: without --pheno-name it would be tested twice
+    # (as PHENO1 and as 'trait'), as by plink2
+    assert main(["gwas", "--bfile", str(p), "--pheno", f"{p}.pheno", "--pheno-name", "trait",
+                 "--out", str(tmp_path / "g"), "--no-progress"]) == 0
     ours = pd.read_csv(tmp_path / "g.glm.linear", sep="\t")
     # omit-ref: A1 = ALT = .bim column 5, our counted allele (plink2's default A1 is the minor allele)
     plink2("--bfile", p, "--pheno", f"{p}.pheno", "--glm", "allow-no-covars", "omit-ref", "--out", tmp_path / "ref")
@@ -243,7 +245,8 @@ def test_gwas_filters_equal_plink2_glm_with_them(tmp_path, dummy_bfile, plink2, 
                  "--out", str(tmp_path / "o")]) == 0
     plink2("--bfile", dummy_bfile, "--pheno", tmp_path / "p.tsv", *filters, "--glm", "allow-no-covars",
            "omit-ref", "--out", tmp_path / "ref")
-    ours, ref = read_sumstats(tmp_path / "o.glm.linear"), read_sumstats(tmp_path / "ref.q.glm.linear")
+    # the .fam's case/control phenotype is tested too (PHENO1), as by plink2
+    ours, ref = read_sumstats(tmp_path / "o.q.glm.linear"), read_sumstats(tmp_path / "ref.q.glm.linear")
     assert 0 < len(ours) < 120  # each filter set removes variants here (and --mind samples)
     assert list(ours.snp) == list(ref.snp)
     np.testing.assert_array_equal(ours.n.to_numpy(), ref.n.to_numpy())
@@ -325,7 +328,7 @@ def test_covar_variance_standardize_is_accepted_and_changes_nothing(tmp_path, du
     common = ["gwas", "--bfile", str(dummy_bfile), "--pheno", str(tmp_path / "p.tsv"), "--covar", str(tmp_path / "c.tsv")]
     assert main([*common, "--covar-variance-standardize", "--out", str(tmp_path / "s")]) == 0
     assert main([*common, "--out", str(tmp_path / "u")]) == 0
-    a, b = read_sumstats(tmp_path / "s.glm.linear"), read_sumstats(tmp_path / "u.glm.linear")
+    a, b = read_sumstats(tmp_path / "s.q.glm.linear"), read_sumstats(tmp_path / "u.q.glm.linear")
     pd.testing.assert_frame_equal(a, b)
     plink2("--bfile", dummy_bfile, "--pheno", tmp_path / "p.tsv", "--covar", tmp_path / "c.tsv",
            "--covar-variance-standardize", "--glm", "hide-covar", "omit-ref", "--out", tmp_path / "ref")
@@ -357,3 +360,61 @@ def test_qc_pca_gwas_do_not_import_torch(dummy_bfile, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_gwas_tests_the_fam_phenotype_beside_the_pheno_file_as_plink2(tmp_path, dummy_bfile, plink2, capsys):
+    """plink2 --glm with --pheno and no --pheno-name also tests the .fam's phenotype (column
+    6), first, as PHENO1, unless --no-psam-pheno or the column holds only 0/-9/NA; a file
+    column named PHENO1 then clashes. The same outputs, and PHENO1's statistics, as plink2."""
+    import shutil
+
+    import numpy as np
+
+    from gwaslift.io.sumstats import read_sumstats
+
+    fam = pd.read_csv(f"{dummy_bfile}.fam", sep=r"\s+", header=None, dtype=str)
+    assert set(fam[5]) == {"1", "2"}  # plink2 --dummy: a case/control .fam phenotype
+    rng = np.random.default_rng(32)
+    ph = pd.DataFrame({"#FID": fam[0], "IID": fam[1], "q": rng.normal(size=len(fam))})
+    ph.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+
+    def outputs(prefix):
+        return sorted(p.name[len(prefix.name) + 1:].split(".glm.")[0] for p in tmp_path.glob(f"{prefix.name}.*.glm.*"))
+
+    for extra in ([], ["--no-psam-pheno"]):
+        tag = "b" if extra else "a"
+        assert main(["gwas", "--bfile", str(dummy_bfile), "--pheno", str(tmp_path / "p.tsv"), *extra,
+                     "--out", str(tmp_path / f"ours_{tag}")]) == 0
+        plink2("--bfile", dummy_bfile, "--pheno", tmp_path / "p.tsv", *extra, "--glm", "allow-no-covars",
+               "omit-ref", "cols=+beta", "--out", tmp_path / f"ref_{tag}")
+    # (one phenotype: <out>.glm.*, where plink2 writes <out>.<name>.glm.*)
+    assert outputs(tmp_path / "ours_a") == outputs(tmp_path / "ref_a") == ["PHENO1", "q"]
+    assert outputs(tmp_path / "ref_b") == ["q"] and (tmp_path / "ours_b.glm.linear").exists()
+    assert not list(tmp_path.glob("ours_a.glm.*")) and not list(tmp_path.glob("ours_b.*.glm.*"))
+    a = read_sumstats(tmp_path / "ours_a.PHENO1.glm.logistic")
+    b = read_sumstats(tmp_path / "ref_a.PHENO1.glm.logistic.hybrid")
+    assert list(a.snp) == list(b.snp) and (a.n == b.n).all()
+    ok = (a.errcode == "").to_numpy() & (b.errcode == "").to_numpy()
+    rel = (np.abs(a.beta - b.beta) / np.maximum(np.abs(b.beta), b.se)).to_numpy()[ok]
+    assert ok.sum() > 100 and (rel <= np.where(a.firth.to_numpy()[ok], 2e-3, 1e-4)).all()
+
+    # a .fam column 6 of zeros is no phenotype for plink2 (case/control, every sample missing)
+    zeros = tmp_path / "zeros"
+    for ext in ("bed", "bim"):
+        shutil.copy(f"{dummy_bfile}.{ext}", f"{zeros}.{ext}")
+    zero_fam = fam.copy()
+    zero_fam[5] = "0"
+    zero_fam.to_csv(f"{zeros}.fam", sep=" ", header=False, index=False)
+    assert main(["gwas", "--bfile", str(zeros), "--pheno", str(tmp_path / "p.tsv"), "--out", str(tmp_path / "z")]) == 0
+    plink2("--bfile", zeros, "--pheno", tmp_path / "p.tsv", "--glm", "allow-no-covars", "omit-ref",
+           "--out", tmp_path / "zref")
+    assert (tmp_path / "z.glm.linear").exists() and not list(tmp_path.glob("zref.PHENO1.*"))
+
+    # a file column named PHENO1 clashes with the .fam's (plink2: "Duplicate phenotype ID")
+    ph.rename(columns={"q": "PHENO1"}).to_csv(tmp_path / "clash.tsv", sep="\t", index=False)
+    capsys.readouterr()
+    assert main(["gwas", "--bfile", str(dummy_bfile), "--pheno", str(tmp_path / "clash.tsv"),
+                 "--out", str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err
+    assert "clash.tsv" in err and "'PHENO1'" in err and "--no-psam-pheno" in err
+    assert not list(tmp_path.glob("c.*glm*"))
