@@ -412,6 +412,7 @@ def _cmd_gwas(args):
         names = [FAM_PHENOTYPE_NAME if n is None else n for n in names]
     else:
         read = [as_phenotype(None, g, name=n) for n in names]
+        names = [FAM_PHENOTYPE_NAME if n is None else n for n in names]  # in messages; one output: <out>.glm.*
     columns = []
     for name, y in zip(names, read):
         if args.pheno_quantile_normalize and not y.attrs.get("binary"):
