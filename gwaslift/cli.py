@@ -319,12 +319,23 @@ def _cmd_qc(args):
     g = _genotypes(args)
     # one counting pass for the filters and the variant table (a pass reads the whole .bed)
     counts = genotype_counts(g, progress=_progress(args))
+    # plink2's rule: only the filters given apply. A monomorphic variant stays unless --maf
+    # removes it, and --maf keeps a variant with no observed call (its frequency is undefined);
+    # the analysis pipeline drops both (qc()'s default)
     gq, report = qc(g, maf=args.maf, geno=args.geno, mind=args.mind, hwe=args.hwe, counts=counts,
-                    progress=_progress(args))
+                    drop_monomorphic=False, progress=_progress(args))
     from .pipeline import _write_tsv
 
     _write_tsv(report, Path(f"{prefix}.qc.tsv"))
     _write_tsv(allele_stats(g, hwe=True, counts=counts, progress=_progress(args)), Path(f"{prefix}.vstats.tsv"))
+    if args.make_bed and (gq.n_samples == 0 or gq.n_variants == 0):
+        # as plink2 ("No variants remaining"): a fileset without samples or variants is no input
+        # for anything; the report says what went and why
+        removed = ", ".join(f"{reason}: {count} {kind}s" for (kind, reason), count in
+                            report.groupby(["kind", "reason"], sort=False).size().items())
+        empty = "samples" if gq.n_samples == 0 else "variants"
+        raise InputError(f"no {empty} remain after the filters ({removed} removed; listed in {prefix}.qc.tsv): "
+                         "no fileset written")
     if args.make_bed:
         write_plink(prefix, gq)
     print(f"{g.n_samples} samples x {g.n_variants} variants -> {gq.n_samples} x {gq.n_variants} after QC; "
@@ -349,13 +360,14 @@ def _cmd_pca(args):
 def _glm_filters(args, g):
     """``g`` after --mind/--geno/--hwe/--maf as plink2 applies them before --glm (unchanged
     when none is given). plink2 keeps a monomorphic variant (it reports it
-    CONST_OMITTED_ALLELE) unless --maf drops it."""
+    CONST_OMITTED_ALLELE) unless --maf drops it, and --maf keeps a variant with no observed
+    call."""
     if all(getattr(args, k) is None for k in ("maf", "geno", "mind", "hwe")):
         return g
     from .qc import qc
 
     gq, _ = qc(g, maf=args.maf, geno=args.geno, mind=args.mind, hwe=args.hwe,
-               drop_monomorphic=bool(args.maf), progress=_progress(args))
+               drop_monomorphic=False, progress=_progress(args))
     print(f"{gq.n_samples} of {g.n_samples} samples and {gq.n_variants} of {g.n_variants} variants pass "
           "--mind/--geno/--hwe/--maf", file=sys.stderr)
     return gq

@@ -418,3 +418,51 @@ def test_gwas_tests_the_fam_phenotype_beside_the_pheno_file_as_plink2(tmp_path, 
     err = capsys.readouterr().err
     assert "clash.tsv" in err and "'PHENO1'" in err and "--no-psam-pheno" in err
     assert not list(tmp_path.glob("c.*glm*"))
+
+
+def test_qc_command_keeps_monomorphic_variants_unless_maf_as_plink2(tmp_path, plink2, capsys):
+    """`gwaslift qc --make-bed` applies only the filters given, as plink2: a monomorphic or
+    all-missing variant stays without --maf (the analysis pipeline drops them), and the
+    fileset is byte-identical to plink2's; a filter that leaves no variant (or no sample) is an
+    error, as in plink2, after the report is written and before any fileset is."""
+    import numpy as np
+
+    import gwaslift
+
+    rng = np.random.default_rng(35)
+    n, m = 120, 40
+    G = rng.binomial(2, rng.uniform(0.05, 0.5, m), size=(n, m)).astype(np.float32)
+    G[:, 3] = 0.0
+    G[:, 7] = 2.0
+    G[:, 11] = np.nan
+    G[rng.random((n, m)) < 0.02] = np.nan
+    samples = pd.DataFrame({"fid": "f", "iid": [f"s{i}" for i in range(n)], "sex": 1, "trait": rng.normal(size=n)})
+    variants = pd.DataFrame({"chrom": "1", "snp": [f"v{j}" for j in range(m)], "cm": 0.0,
+                             "pos": np.arange(1, m + 1) * 10, "a1": "A", "a2": "G"})
+    src = tmp_path / "src"
+    gwaslift.write_plink(src, G, samples=samples, variants=variants)
+    for tag, flags in (("none", []), ("geno", ["--geno", "0.5"]), ("maf", ["--maf", "0.01"])):
+        assert main(["qc", "--bfile", str(src), *flags, "--make-bed", "--no-progress",
+                     "--out", str(tmp_path / f"g_{tag}")]) == 0
+        plink2("--bfile", src, *flags, "--make-bed", "--out", tmp_path / f"p_{tag}")
+        ours, ref = gwaslift.read_plink(tmp_path / f"g_{tag}"), gwaslift.read_plink(tmp_path / f"p_{tag}")
+        assert ours.variants["snp"].tolist() == ref.variants["snp"].tolist()
+        assert (tmp_path / f"g_{tag}.bed").read_bytes() == (tmp_path / f"p_{tag}.bed").read_bytes()
+        kept = set(ours.variants["snp"])
+        assert {"v3", "v7"} & kept == (set() if tag == "maf" else {"v3", "v7"})  # monomorphic
+        # --geno 0.5 removes the variant with no call; --maf keeps it (no frequency to test)
+        assert ("v11" in kept) == (tag != "geno")
+    # the same before --glm: plink2 tests (and reports) what --maf keeps
+    assert main(["gwas", "--bfile", str(src), "--maf", "0.01", "--no-progress", "--out", str(tmp_path / "gw")]) == 0
+    plink2("--bfile", src, "--maf", "0.01", "--glm", "allow-no-covars", "omit-ref", "--out", tmp_path / "pw")
+    ours = pd.read_csv(tmp_path / "gw.glm.linear", sep="\t")
+    ref = pd.read_csv(tmp_path / "pw.PHENO1.glm.linear", sep="\t")
+    assert ours["ID"].tolist() == ref["ID"].tolist() and "v11" in set(ours["ID"])
+    assert ours["OBS_CT"].tolist() == ref["OBS_CT"].tolist()
+
+    capsys.readouterr()
+    assert main(["qc", "--bfile", str(src), "--mind", "0.0", "--make-bed", "--no-progress",
+                 "--out", str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err
+    assert "no samples remain" in err and "mind: 120 samples" in err and "empty.qc.tsv" in err
+    assert (tmp_path / "empty.qc.tsv").exists() and not (tmp_path / "empty.bed").exists()
