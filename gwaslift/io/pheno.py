@@ -487,7 +487,7 @@ def _align(table: _Table, samples: pd.DataFrame) -> tuple[np.ndarray, SampleIDs,
     fam_fid = samples["fid"].astype(str).to_numpy()
     fam_iid = samples["iid"].astype(str).to_numpy()
     if table.fid is not None:
-        target = _pair_index(fam_fid, fam_iid)
+        target = sample_pair_index(fam_fid, fam_iid)
     else:
         target = pd.Index(fam_iid)
         if target.has_duplicates:
@@ -523,7 +523,7 @@ def _align(table: _Table, samples: pd.DataFrame) -> tuple[np.ndarray, SampleIDs,
 def _file_keys(table: _Table, what: str) -> pd.Index:
     """The file rows' sample keys ((FID, IID) pairs, or IIDs), checked unique."""
     if table.fid is not None:
-        keys = _pair_index(table.fid, table.iid)
+        keys = sample_pair_index(table.fid, table.iid)
     else:
         keys = pd.Index(table.iid.astype(str))
     if not keys.is_unique:  # the hash table built here serves get_indexer afterwards
@@ -538,7 +538,7 @@ def _file_keys(table: _Table, what: str) -> pd.Index:
     return keys
 
 
-def _pair_index(fid: np.ndarray, iid: np.ndarray) -> pd.Index:
+def sample_pair_index(fid: np.ndarray, iid: np.ndarray) -> pd.Index:
     """One string key per (FID, IID) pair; NUL cannot occur in a text ID (much faster than a
     MultiIndex for hundreds of thousands of samples)."""
     return pd.Index(pd.Series(fid, dtype=object).astype(str) + "\x00" + pd.Series(iid, dtype=object).astype(str))

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .pheno import _pair_index
+from .pheno import sample_pair_index
 from .plink import Genotypes, normalize_chrom
 
 
@@ -83,8 +83,8 @@ def sample_mask(genotypes: Genotypes, path: str | os.PathLike) -> np.ndarray:
                           "are not selected (list them as FID IID to select them)", UserWarning, stacklevel=3)
         return mask
     # (FID, IID) pairs as one string key each: 10x faster than MultiIndex.isin at 500,000
-    listed = _pair_index(np.asarray(fids, dtype=object), np.asarray(iids, dtype=object))
-    have = _pair_index(samples["fid"].to_numpy(), samples["iid"].to_numpy())
+    listed = sample_pair_index(np.asarray(fids, dtype=object), np.asarray(iids, dtype=object))
+    have = sample_pair_index(samples["fid"].to_numpy(), samples["iid"].to_numpy())
     return np.asarray(have.isin(listed))
 
 
