@@ -915,10 +915,12 @@ _NO_MISS = np.zeros((0, 0))
 
 def _weighted_grams(W, products: TriProducts, Qt):
     """(A, T) upper triangles of ``Q' diag(W[a]) Q`` for weights W (A, n): the GEMM
-    ``W @ K`` (:meth:`TriProducts.gram`), or the ``weighted_gram`` kernel (Qt (c, n))
-    for fewer than :data:`GRAM_GEMM_MIN_ROWS` rows."""
+    ``W @ K`` (:meth:`TriProducts.gram`) where the products K are stored and W has at least
+    :data:`GRAM_GEMM_MIN_ROWS` rows, else the ``weighted_gram`` kernel (Qt (c, n)): forming
+    K chunk by chunk at every call cost more than the kernel's arithmetic (100,000 samples,
+    42 covariates, 20 rows: 0.38 s against 0.10 s)."""
     gram = GRAM_KERNEL.get()
-    if len(W) < GRAM_GEMM_MIN_ROWS and gram is not None:
+    if gram is not None and (len(W) < GRAM_GEMM_MIN_ROWS or products.K is None):
         out = np.empty((len(W), products.T))
         gram(np.ascontiguousarray(W), Qt, out)
         return out

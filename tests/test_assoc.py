@@ -535,6 +535,29 @@ def test_weighted_gram_equals_gemm(c):
     np.testing.assert_allclose(out, W @ assoc._tri_products(Q, tri), rtol=1e-12, atol=1e-15)
 
 
+def test_weighted_gram_rows_do_not_depend_on_each_other():
+    """The kernel reads each tile of Q once for a group of rows of W (several groups here:
+    150 covariates bound a group to 11 rows); each row's Gram is bitwise what it is alone,
+    so a variant's covariate block does not depend on which variants share its block, and
+    it equals the GEMM W @ K."""
+    from gwaslift import _assoc_kernels as k
+    from gwaslift import assoc
+
+    rng = np.random.default_rng(23)
+    n, c, A = 1500, 150, 25
+    Q = np.linalg.qr(rng.normal(size=(n, c)))[0]
+    Qt, tri = np.ascontiguousarray(Q.T), np.triu_indices(c)
+    W = rng.random((A, n))
+    assert k._GRAM_ACC_BYTES // (8 * 152 * 152) < A  # more than one group
+    out = np.empty((A, len(tri[0])))
+    k.weighted_gram(W, Qt, out)
+    for a in (0, 10, 11, 24):
+        alone = np.empty((1, len(tri[0])))
+        k.weighted_gram(W[a:a + 1], Qt, alone)
+        np.testing.assert_array_equal(alone[0], out[a])
+    np.testing.assert_allclose(out, W @ assoc._tri_products(Q, tri), rtol=1e-11, atol=1e-13)
+
+
 def test_kernel_exp_is_accurate_and_clamped():
     """The kernels' vectorisable exp: within 2 ulp of numpy's over the double range it
     serves, and clamped at +-708 (where expit is 0 or 1 to ~1e-308) instead of overflowing."""
