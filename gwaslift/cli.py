@@ -417,14 +417,13 @@ def _cmd_gwas(args):
     names = _glm_phenotype_names(args, g)
     cov = _covariates(args, g, args.pcs)
     if args.pheno:
-        # a --pheno file is matched to the samples once for all its phenotypes; the .fam's
-        # phenotype among them (None) is named as plink2 names it
+        # a --pheno file is matched to the samples once for all its phenotypes
         from_file = iter(read_pheno_columns(args.pheno, g, [n for n in names if n is not None]))
         read = [as_phenotype(None, g, name=FAM_PHENOTYPE_NAME) if n is None else next(from_file) for n in names]
-        names = [FAM_PHENOTYPE_NAME if n is None else n for n in names]
     else:
         read = [as_phenotype(None, g, name=n) for n in names]
-        names = [FAM_PHENOTYPE_NAME if n is None else n for n in names]  # in messages; one output: <out>.glm.*
+    # the .fam's phenotype (None) as plink2 names it, in messages and in <out>.PHENO1.glm.*
+    names = [FAM_PHENOTYPE_NAME if n is None else n for n in names]
     columns = []
     for name, y in zip(names, read):
         if args.pheno_quantile_normalize and not y.attrs.get("binary"):
