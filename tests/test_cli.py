@@ -466,3 +466,96 @@ def test_qc_command_keeps_monomorphic_variants_unless_maf_as_plink2(tmp_path, pl
     err = capsys.readouterr().err
     assert "no samples remain" in err and "mind: 120 samples" in err and "empty.qc.tsv" in err
     assert (tmp_path / "empty.qc.tsv").exists() and not (tmp_path / "empty.bed").exists()
+
+
+# seeds of the randomized comparison below; GWASLIFT_PARITY_SEEDS=200 runs a longer soak
+_PARITY_SEEDS = range(int(__import__("os").environ.get("GWASLIFT_PARITY_SEEDS", "3")))
+
+
+@pytest.mark.parametrize("seed", _PARITY_SEEDS)
+def test_gwas_and_qc_equal_plink2_on_random_inputs(tmp_path, plink2, seed):
+    """Randomized command lines on a random fileset, each run by gwaslift and by plink2 with
+    the same flags: chromosomes 1, 2, X, Y and MT, samples of unknown sex, missing calls,
+    1 or 2 phenotypes (case/control or quantitative, some values missing as NA, -9 or nan,
+    rows shuffled) beside the .fam's own phenotype, 0-4 covariates at scales 1e-3 to 1e3
+    and a categorical one, --keep, --maf, --geno, --mind, --hwe. `gwas` must test the same
+    phenotypes and variants with the same OBS_CT and betas (plink2's single-precision
+    logistic and Firth fits set the tolerances); `qc --make-bed` must write a byte-identical
+    fileset, or fail where plink2 fails. (The first seeds of such a soak found the .fam
+    phenotype, the monomorphic-variant and the empty-fileset differences.)"""
+    import numpy as np
+
+    rng = np.random.default_rng(1000 + seed)
+    n, m = int(rng.integers(150, 700)), int(rng.integers(40, 200))
+    src = tmp_path / "x"
+    plink2("--dummy", n, m, f"{rng.uniform(0, 0.08):.3f}", "acgt", "--seed", 1000 + seed, "--make-bed", "--out", src)
+    order = ["1", "2", "X", "Y", "MT"]
+    chrom = sorted(rng.choice(order, p=[0.45, 0.3, 0.15, 0.05, 0.05], size=m), key=order.index)
+    bim = pd.read_csv(f"{src}.bim", sep=r"\s+", header=None, dtype=str)
+    bim[0] = chrom
+    bim.to_csv(f"{src}.bim", sep="\t", header=False, index=False)
+    fam = pd.read_csv(f"{src}.fam", sep=r"\s+", header=None, dtype=str)
+    fam[4] = rng.choice(["1", "2", "0"], p=[0.48, 0.48, 0.04], size=n)
+    fam.to_csv(f"{src}.fam", sep=" ", header=False, index=False)
+
+    binary = bool(rng.random() < 0.5)
+    pheno = {"#FID": fam[0], "IID": fam[1]}
+    for k in range(int(rng.integers(1, 3))):
+        v = (rng.choice([1.0, 2.0], size=n, p=[0.7, 0.3]) if binary
+             else rng.normal(size=n) * 10 ** rng.uniform(-2, 2)).astype(object)
+        gone = rng.random(n) < rng.uniform(0, 0.1)
+        v[gone] = rng.choice(["NA", "-9", "nan"], size=int(gone.sum()))
+        pheno[f"y{k}"] = v
+    pd.DataFrame(pheno).sample(frac=1, random_state=seed).to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    flags = ["--pheno", tmp_path / "p.tsv"]
+    covar = {"#FID": fam[0], "IID": fam[1]}
+    for k in range(int(rng.integers(0, 5))):
+        covar[f"c{k}"] = rng.normal(size=n) * rng.choice([1e-3, 1.0, 1e3])
+    if rng.random() < 0.4:
+        covar["batch"] = rng.choice(["b1", "b2", "b3"], size=n)
+    if len(covar) > 2:
+        pd.DataFrame(covar).to_csv(tmp_path / "c.tsv", sep="\t", index=False)
+        flags += ["--covar", tmp_path / "c.tsv", "--covar-variance-standardize"]  # plink2 needs it at 1e3
+    if rng.random() < 0.3:
+        fam[rng.random(n) < 0.8][[0, 1]].to_csv(tmp_path / "keep", sep=" ", header=False, index=False)
+        flags += ["--keep", tmp_path / "keep"]
+    filters = []
+    for flag, values in (("--maf", ["0.01", "0.05"]), ("--geno", ["0.1", "0.2"]), ("--mind", ["0.1", "0.2"]),
+                         ("--hwe", ["1e-6", "1e-3"])):
+        if rng.random() < 0.3:
+            filters += [flag, str(rng.choice(values))]
+    args = [str(a) for a in flags + filters]
+
+    glm = ["--glm", "omit-ref", "hide-covar", *(["allow-no-covars"] if len(covar) == 2 else [])]
+    plink2("--bfile", src, *args, *glm, "--out", tmp_path / "ref")
+    assert main(["gwas", "--bfile", str(src), *args, "--no-progress", "--out", str(tmp_path / "ours")]) == 0
+    ref = {p.name.split(".")[1]: p for p in tmp_path.glob("ref.*.glm.*")}
+    ours = {p.name.split(".")[1]: p for p in tmp_path.glob("ours.*.glm.*")}
+    if len(ref) == 1:  # one phenotype: gwaslift writes <out>.glm.*
+        ours = {next(iter(ref)): next(tmp_path.glob("ours.glm.*"))}
+    assert sorted(ours) == sorted(ref), (seed, args)
+    for name, path in ref.items():
+        a, b = pd.read_csv(ours[name], sep="\t"), pd.read_csv(path, sep="\t")
+        assert a["ID"].tolist() == b["ID"].tolist() and a["OBS_CT"].tolist() == b["OBS_CT"].tolist(), (seed, name)
+        beta = "BETA" if "BETA" in b else "OR"
+        x = b[beta].to_numpy(float) if beta == "BETA" else np.log(b["OR"].to_numpy(float))
+        y = a["BETA"].to_numpy(float)
+        se = b["SE" if beta == "BETA" else "LOG(OR)_SE"].to_numpy(float)
+        assert np.array_equal(np.isnan(x), np.isnan(y)), (seed, name)
+        firth = (a["FIRTH?"] == "Y").to_numpy() if "FIRTH?" in a else np.zeros(len(a), bool)
+        rel = np.abs(x - y)[~np.isnan(x)] / np.maximum(np.abs(x), se)[~np.isnan(x)]
+        tol = np.where(firth, 2e-3, 1e-4 if beta == "OR" else 2e-5)[~np.isnan(x)]
+        assert (rel <= tol).all(), (seed, name, float(rel.max()))
+
+    qc_failed = False
+    try:
+        plink2("--bfile", src, *[str(a) for a in filters], "--make-bed", "--out", tmp_path / "qref")
+    except RuntimeError:  # e.g. no variant or sample left
+        qc_failed = True
+    rc = main(["qc", "--bfile", str(src), *filters, "--make-bed", "--no-progress", "--out", str(tmp_path / "qours")])
+    assert rc == (1 if qc_failed else 0), (seed, filters)
+    if not qc_failed:
+        assert (tmp_path / "qours.bed").read_bytes() == (tmp_path / "qref.bed").read_bytes(), (seed, filters)
+        for ext in ("bim", "fam"):
+            a, b = (pd.read_csv(tmp_path / f"{stem}.{ext}", sep=r"\s+", header=None, dtype=str) for stem in ("qours", "qref"))
+            assert a[1].tolist() == b[1].tolist(), (seed, filters, ext)
