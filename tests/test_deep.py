@@ -238,6 +238,40 @@ def test_member_alone_equals_member_in_grid(cohort, grid_fit):
     assert alone.members[0].metrics == twin[0].metrics
 
 
+def test_grid_in_memory_bounded_waves_equals_one_wave(cohort, grid_fit, monkeypatch):
+    """With room for the training state of two members at a time, the grid of six trains in
+    three waves, each member bitwise as in one wave (same weights, metrics and stopping
+    epoch), members in their grid order; the refits train in waves too."""
+    import importlib
+
+    train_mod = importlib.import_module("gwaslift.deep.train")  # the module (gwaslift.deep.train is the function)
+    waves = []
+    real = train_mod._train_stack
+
+    def recording(data, states, *args, **kw):
+        waves.append([(ms.config["l1"], ms.seed) for ms in states])
+        return real(data, states, *args, **kw)
+
+    monkeypatch.setattr(train_mod, "_train_stack", recording)
+    g = _geno(cohort)
+    one = train_mod.member_state_bytes(g.n_variants, {"hidden": (8, 16)})
+    waved = train(g, cohort[2], l1=[0.01, 1.0, 2.0], seeds=[0, 1], max_state_bytes=2 * one, **FAST)
+    assert waves == [[(0.01, 0), (0.01, 1)], [(1.0, 0), (1.0, 1)], [(2.0, 0), (2.0, 1)]]
+    assert [m.key for m in waved.members] == [m.key for m in grid_fit.members]
+    for a, b in zip(waved.members, grid_fit.members):
+        assert _weights_equal(a, b) and a.metrics == b.metrics
+    waves.clear()
+    refit(g, cohort[2], waved, seeds=[5, 6, 7], max_state_bytes=one)  # less than one member still trains
+    assert [len(w) for w in waves] == [1, 1, 1]
+
+
+def test_default_state_budget_is_half_the_available_memory():
+    from gwaslift.deep.train import state_budget
+
+    avail = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemAvailable:"))
+    assert abs(state_budget(torch.device("cpu")) - avail // 2) < 0.25 * avail  # other processes move it a little
+
+
 def test_proximal_gives_exact_zeros_subgradient_does_not(cohort):
     kw = dict(FAST, l1=[2.0], seeds=[0], epochs=8, patience=8)
     prox = train(_geno(cohort), cohort[2], **kw).members[0]

@@ -99,6 +99,12 @@ PRECISIONS = ("float32", "bf16")
 
 DEFAULT_CPU_BYTES = 4 * 2**30
 
+#: Bytes of training state per first-layer weight: float32 weights, Adam moments, gradient
+#: and best-epoch snapshot (20); bf16 mode adds the stacked bf16 weights, the bf16 gradient
+#: and its float32 copy (8). The small layers count 20 per parameter.
+STATE_BYTES_PER_WEIGHT = {"float32": 20, "bf16": 28}
+SMALL_STATE_BYTES_PER_PARAM = 20
+
 
 # ===================================================================== inputs
 def resolve_device(device) -> torch.device:
@@ -747,11 +753,59 @@ def _grid(hidden, l1, lr):
     return [{"hidden": h, "l1": a, "lr": r} for h, a, r in itertools.product(hidden, l1, lr)]
 
 
+def member_state_bytes(n_inputs: int, config: dict, n_covar: int = 0, precision: str = "float32") -> int:
+    """Training memory of one member (bytes): :data:`STATE_BYTES_PER_WEIGHT` per weight of
+    its first layer (h1 x ``n_inputs`` SNPs) and :data:`SMALL_STATE_BYTES_PER_PARAM` per
+    parameter of the rest."""
+    h1, h2 = (int(h) for h in config["hidden"])
+    small = h1 + h1 * n_covar + h1 * h2 + h2 + h2 + 1
+    return STATE_BYTES_PER_WEIGHT[precision] * h1 * int(n_inputs) + SMALL_STATE_BYTES_PER_PARAM * small
+
+
+def state_budget(device) -> int:
+    """Default memory for the members trained at once (bytes): 70% of the free memory of a
+    CUDA device (the resident genotypes already placed), half the available memory on CPU
+    (``MemAvailable`` of /proc/meminfo; no limit where it cannot be read)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(0.7 * free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except OSError:
+        pass
+    return 2**62
+
+
+def _waves(items: list, sizes: list[int], budget) -> list:
+    """``items`` in order, cut into consecutive waves whose ``sizes`` sum to at most
+    ``budget()`` (asked again for every wave: finished members' weights take memory
+    meanwhile); a member larger than the budget trains alone."""
+    waves, k = [], 0
+    while k < len(items):
+        limit, total, j = budget(), sizes[k], k + 1
+        while j < len(items) and total + sizes[j] <= limit:
+            total += sizes[j]
+            j += 1
+        waves.append(items[k:j])
+        k = j
+    return waves
+
+
 def _fit_members(genotypes, y, trait, cov_arr, covar_names, split, center, covar_mean, covar_scale,
                  y_mean, y_scale, specs, opts, device, checkpoint_dir, progress, resident,
-                 max_device_bytes, on_member_done, stacked=None, fold=None):
+                 max_device_bytes, on_member_done, stacked=None, fold=None, max_state_bytes=None):
     """Train (or load from checkpoints) the members ``specs`` = [(config, seed, role)] on
-    ``split`` (``fold``: recorded in each member, see :class:`Member`)."""
+    ``split`` (``fold``: recorded in each member, see :class:`Member`).
+
+    The members train in waves whose training state (:func:`member_state_bytes`) fits
+    ``max_state_bytes`` (default :func:`state_budget`, asked before each wave): all at
+    once where they fit, as for 10,000 SNPs; the paper's 80-member grid on 336,814 SNPs
+    needs ~52 GB at once (72 GB in bf16). Each wave replays the same minibatch order from step 1, so a
+    member is trained exactly as in one wave (bitwise on CPU in float32, where members do
+    not share products; tested)."""
     n_covar = len(covar_names)
     ys = (y - y_mean) / y_scale
     cov_std = ((cov_arr - covar_mean) / covar_scale).astype(np.float32) if cov_arr is not None else None
@@ -774,7 +828,6 @@ def _fit_members(genotypes, y, trait, cov_arr, covar_names, split, center, covar
             pw = torch.tensor(float(pw), device=device)
         else:
             pw = None
-        states = [_init_member(genotypes.n_variants, n_covar, cfg, seed, role, device) for cfg, seed, role in todo]
 
         def finish(finished):
             models = []
@@ -795,7 +848,13 @@ def _fit_members(genotypes, y, trait, cov_arr, covar_names, split, center, covar
         if stacked is None:  # see _Stack and the module docstring
             stacked = device.type == "cuda" or opts.get("precision") == "bf16"
         stacked = bool(stacked)
-        _train_stack(data, states, opts, trait, split, len(split.train), pw, finish, progress, stacked)
+        sizes = [member_state_bytes(genotypes.n_variants, cfg, n_covar, opts.get("precision", "float32"))
+                 for cfg, _, _ in todo]
+        budget = (lambda: int(max_state_bytes)) if max_state_bytes is not None else (lambda: state_budget(device))
+        for wave in _waves(todo, sizes, budget):
+            states = [_init_member(genotypes.n_variants, n_covar, cfg, seed, role, device) for cfg, seed, role in wave]
+            _train_stack(data, states, opts, trait, split, len(split.train), pw, finish, progress, stacked)
+            del states
     return [done[member_key(cfg, seed, role)] for cfg, seed, role in specs]
 
 
@@ -805,7 +864,7 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
           optimizer: str = "adam", l1_mode: str = "proximal", l1_warmup: int = 0, pos_weight=None,
           trait: str | None = None, shuffle_seed: int = 0, refit_seeds=None, checkpoint_dir=None, progress=None, resident=None,
           max_device_bytes: int | None = None, on_member_done=None, stacked: bool | None = None,
-          precision: str = "float32", cross_fit: bool = False) -> DeepFit:
+          precision: str = "float32", cross_fit: bool = False, max_state_bytes: int | None = None) -> DeepFit:
     """Train every (configuration, seed) pair of the grid; optionally select and refit.
 
     Parameters
@@ -869,6 +928,12 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
         member's ``metrics["precision"]``.
     cross_fit
         With ``refit_seeds``: cross-fitted refits, one fold per refit seed (see :func:`refit`).
+    max_state_bytes
+        Memory for the training state of the members trained at once (weights, Adam
+        moments, gradients, best-epoch copies: :func:`member_state_bytes`, 20 bytes per
+        first-layer weight, 28 in bf16). Members beyond it train in later waves, with the same results.
+        Default: :func:`state_budget` (half the available memory on CPU, 70% of the free GPU
+        memory), asked before each wave.
 
     Returns
     -------
@@ -912,7 +977,7 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
     specs = [(cfg, int(s), "grid") for cfg in _grid(hidden, l1, lr) for s in seeds]
     members = _fit_members(genotypes, y, trait, cov_arr, covar_names, split, center, covar_mean, covar_scale,
                            y_mean, y_scale, specs, opts, dev, checkpoint_dir, progress, resident,
-                           max_device_bytes, on_member_done, stacked)
+                           max_device_bytes, on_member_done, stacked, max_state_bytes=max_state_bytes)
     fit = DeepFit(members=members, variants=genotypes.variants[VARIANT_COLUMNS].reset_index(drop=True),
                   center=center, covar_names=covar_names, covar_mean=covar_mean, covar_scale=covar_scale,
                   split=split, samples=genotypes.samples[["fid", "iid"]].reset_index(drop=True), trait=trait,
@@ -923,7 +988,7 @@ def train(genotypes, phenotype, hidden=((64, 256),), l1=(0.01, 0.1, 1, 10), seed
                     precision=precision,
                     checkpoint_dir=checkpoint_dir, progress=progress, resident=resident,
                     max_device_bytes=max_device_bytes, on_member_done=on_member_done, stacked=stacked,
-                    cross_fit=cross_fit)
+                    cross_fit=cross_fit, max_state_bytes=max_state_bytes)
     return fit
 
 
@@ -986,7 +1051,7 @@ def select(fit: DeepFit, role: str = "grid") -> dict:
 def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "refit", config: dict | None = None,
           covariates=None, device="auto", checkpoint_dir=None, progress=None, resident=None,
           max_device_bytes=None, on_member_done=None, stacked=None, precision: str | None = None,
-          cross_fit: bool | None = None, fold_seed: int = 0) -> DeepFit:
+          cross_fit: bool | None = None, fold_seed: int = 0, max_state_bytes: int | None = None) -> DeepFit:
     """Train ``config`` (default ``fit.selected`` or :func:`select`) again with ``seeds``.
 
     Same split, centering, covariate scaling and training options as ``fit``; ``phenotype``
@@ -1008,7 +1073,7 @@ def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "r
     members sees. The centre, the covariate scaling and the options stay the fit's, so the
     mean-genotype reference is the same for every member. Cross-fitted members have no
     validation samples (``val_loglik`` NaN): select on the grid first. Each fold's members
-    checkpoint under ``checkpoint_dir/fold<j>``.
+    checkpoint under ``checkpoint_dir/fold<j>``. ``max_state_bytes``: as in :func:`train`.
     """
     check_variants(fit.variants, genotypes)
     check_samples(fit.samples, genotypes)
@@ -1031,7 +1096,8 @@ def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "r
         cross_fit = folds is not None
     if not cross_fit:
         new = _fit_members(genotypes, y, trait, cov_arr, names, fit.split, *common, specs, opts, dev,
-                           checkpoint_dir, progress, resident, max_device_bytes, on_member_done, stacked)
+                           checkpoint_dir, progress, resident, max_device_bytes, on_member_done, stacked,
+                           max_state_bytes=max_state_bytes)
     else:
         folds = _refit_folds(fit, y, len(specs), fold_seed)
         new = []
@@ -1039,7 +1105,7 @@ def refit(genotypes, phenotype, fit: DeepFit, seeds=range(5, 10), role: str = "r
             ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{j}"
             new += _fit_members(genotypes, y, trait, cov_arr, names, fold_split(folds, j), *common, [spec],
                                 opts, dev, ckpt, progress, resident, max_device_bytes, on_member_done,
-                                stacked, fold=j)
+                                stacked, fold=j, max_state_bytes=max_state_bytes)
     return DeepFit(members=list(fit.members) + new, variants=fit.variants, center=fit.center,
                    covar_names=fit.covar_names, covar_mean=fit.covar_mean, covar_scale=fit.covar_scale,
                    split=fit.split, samples=fit.samples, trait=fit.trait, y_mean=fit.y_mean, y_scale=fit.y_scale,
