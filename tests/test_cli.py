@@ -478,7 +478,8 @@ def test_gwas_and_qc_equal_plink2_on_random_inputs(tmp_path, plink2, seed):
     the same flags: chromosomes 1, 2, X, Y and MT, samples of unknown sex, missing calls,
     1 or 2 phenotypes (case/control or quantitative, some values missing as NA, -9 or nan,
     rows shuffled) beside the .fam's own phenotype, 0-4 covariates at scales 1e-3 to 1e3
-    and a categorical one, --keep, --maf, --geno, --mind, --hwe. `gwas` must test the same
+    and a categorical one, --keep, --maf, --geno, --mind, --hwe, --ci, --firth no/always,
+    --no-x-sex, --pheno-quantile-normalize. `gwas` must test the same
     phenotypes and variants with the same OBS_CT and betas (plink2's single-precision
     logistic and Firth fits set the tolerances); `qc --make-bed` must write a byte-identical
     fileset, or fail where plink2 fails. (The first seeds of such a soak found the .fam
@@ -525,10 +526,23 @@ def test_gwas_and_qc_equal_plink2_on_random_inputs(tmp_path, plink2, seed):
         if rng.random() < 0.3:
             filters += [flag, str(rng.choice(values))]
     args = [str(a) for a in flags + filters]
+    # the --glm modifiers and their gwaslift flags
+    glm = ["omit-ref", "hide-covar", *(["allow-no-covars"] if len(covar) == 2 else [])]
+    ours_only, both = [], []
+    firth_mode = str(rng.choice(["fallback", "no", "always"], p=[0.6, 0.2, 0.2]))
+    if firth_mode != "fallback":
+        glm.append({"no": "no-firth", "always": "firth"}[firth_mode])
+        ours_only += ["--firth", firth_mode]
+    if rng.random() < 0.3:
+        glm.append("no-x-sex")
+        ours_only.append("--no-x-sex")
+    for flag, extra in (("--ci", ["0.95"]), ("--pheno-quantile-normalize", [])):
+        if rng.random() < 0.3:
+            both += [flag, *extra]
 
-    glm = ["--glm", "omit-ref", "hide-covar", *(["allow-no-covars"] if len(covar) == 2 else [])]
-    plink2("--bfile", src, *args, *glm, "--out", tmp_path / "ref")
-    assert main(["gwas", "--bfile", str(src), *args, "--no-progress", "--out", str(tmp_path / "ours")]) == 0
+    plink2("--bfile", src, *args, *both, "--glm", *glm, "--out", tmp_path / "ref")
+    assert main(["gwas", "--bfile", str(src), *args, *both, *ours_only, "--no-progress",
+                 "--out", str(tmp_path / "ours")]) == 0
     ref = {p.name.split(".")[1]: p for p in tmp_path.glob("ref.*.glm.*")}
     ours = {p.name.split(".")[1]: p for p in tmp_path.glob("ours.*.glm.*")}
     if len(ref) == 1:  # one phenotype: gwaslift writes <out>.glm.*
@@ -542,10 +556,12 @@ def test_gwas_and_qc_equal_plink2_on_random_inputs(tmp_path, plink2, seed):
         y = a["BETA"].to_numpy(float)
         se = b["SE" if beta == "BETA" else "LOG(OR)_SE"].to_numpy(float)
         assert np.array_equal(np.isnan(x), np.isnan(y)), (seed, name)
-        firth = (a["FIRTH?"] == "Y").to_numpy() if "FIRTH?" in a else np.zeros(len(a), bool)
+        firth = ((a["FIRTH?"] == "Y").to_numpy() if "FIRTH?" in a
+                 else np.full(len(a), beta == "OR" and firth_mode == "always"))  # .glm.firth: no FIRTH? column
         rel = np.abs(x - y)[~np.isnan(x)] / np.maximum(np.abs(x), se)[~np.isnan(x)]
         tol = np.where(firth, 2e-3, 1e-4 if beta == "OR" else 2e-5)[~np.isnan(x)]
         assert (rel <= tol).all(), (seed, name, float(rel.max()))
+        assert ("L95" in a) == ("L95" in b) == ("--ci" in both), (seed, name)
 
     qc_failed = False
     try:
