@@ -556,10 +556,18 @@ def test_gwas_and_qc_equal_plink2_on_random_inputs(tmp_path, plink2, seed):
         y = a["BETA"].to_numpy(float)
         se = b["SE" if beta == "BETA" else "LOG(OR)_SE"].to_numpy(float)
         assert np.array_equal(np.isnan(x), np.isnan(y)), (seed, name)
+        if "FIRTH?" in b:  # the same variants refitted with Firth (hybrid mode)
+            assert (a["FIRTH?"] == b["FIRTH?"]).all(), (seed, name)
         firth = ((a["FIRTH?"] == "Y").to_numpy() if "FIRTH?" in a
                  else np.full(len(a), beta == "OR" and firth_mode == "always"))  # .glm.firth: no FIRTH? column
-        rel = np.abs(x - y)[~np.isnan(x)] / np.maximum(np.abs(x), se)[~np.isnan(x)]
-        tol = np.where(firth, 2e-3, 1e-4 if beta == "OR" else 2e-5)[~np.isnan(x)]
+        # plink2's own verdict that its fit stopped at its iteration cap: no reference there
+        # (statsmodels agreed with gwaslift where plink2's SE was 0.62 against 1.10)
+        fitted = ~np.isnan(x) & (b["ERRCODE"] != "UNFINISHED").to_numpy()
+        rel = np.abs(x - y)[fitted] / np.maximum(np.abs(x), se)[fitted]
+        # plink2's Firth fits stop short of the penalized maximum on small samples (measured
+        # up to 0.14 of max(|beta|, SE) at 143 samples, where a direct maximization of the
+        # penalized likelihood agreed with gwaslift to 1e-6; tests/test_firth.py checks that)
+        tol = np.where(firth, 0.25, 1e-4 if beta == "OR" else 2e-5)[fitted]
         assert (rel <= tol).all(), (seed, name, float(rel.max()))
         assert ("L95" in a) == ("L95" in b) == ("--ci" in both), (seed, name)
 
