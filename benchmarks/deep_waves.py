@@ -75,6 +75,7 @@ def main(argv=None) -> None:
     ap.add_argument("--budget-gb", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "deep_waves.md")
+    ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data", help="folder of the cached simulation")
     ap.add_argument("--child", nargs=5, metavar=("PREFIX", "BUDGET", "EPOCHS", "THREADS", "OUT"),
                     help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -89,7 +90,7 @@ def main(argv=None) -> None:
     from gwaslift.deep.train import member_state_bytes
 
     name = "bn_10k_10k" if (a.samples, a.snps) == (10_000, 10_000) else f"bn_{a.samples}_{a.snps}"
-    prefix = ROOT / "benchmarks" / "data" / name
+    prefix = a.data / name
     prefix.parent.mkdir(parents=True, exist_ok=True)
     make_data(prefix, n=a.samples, m=a.snps)
     a.out.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +124,7 @@ def main(argv=None) -> None:
     print("\n".join(lines))
     if not same:
         raise SystemExit("the waves changed the members")
+    return {"one_wave": one, "bounded": waved, "same": same}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Smoke runs of benchmark scripts written for a lent GPU, at CPU size, so that a session
-with a GPU spends its device time measuring and not debugging. No timing is checked."""
+with a GPU spends its device time measuring and not debugging, and of deep_waves.py, whose
+equality check is part of its result. No timing is checked."""
 
 from __future__ import annotations
 
@@ -69,3 +70,13 @@ def test_gpu_checks_script_runs_its_steps_at_cpu_size(tmp_path):
     assert all("exit 0 " in s for s in steps), steps
     for name in ("grid_f32", "grid_bf16", "biobank_gpu"):
         assert json.loads((tmp_path / "out" / f"{name}.json").read_text())
+
+
+def test_deep_waves_runs_and_finds_the_members_equal(tmp_path):
+    """benchmarks/deep_waves.py at smoke size: both child processes train the 80-member
+    grid (one wave, and waves under a tiny budget) and their weights compare equal."""
+    mod = _load("deep_waves")
+    out = mod.main(["--samples", "300", "--snps", "120", "--epochs", "1", "--budget-gb", "0.002",
+                    "--threads", "1", "--data", str(tmp_path), "--out", str(tmp_path / "w.md")])
+    assert out["same"] and out["one_wave"][1] > 0 and out["bounded"][1] > 0
+    assert "bitwise equal: True" in (tmp_path / "w.md").read_text()
