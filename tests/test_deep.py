@@ -265,11 +265,36 @@ def test_grid_in_memory_bounded_waves_equals_one_wave(cohort, grid_fit, monkeypa
     assert [len(w) for w in waves] == [1, 1, 1]
 
 
-def test_default_state_budget_is_half_the_available_memory():
-    from gwaslift.deep.train import state_budget
+@pytest.mark.parametrize("layout", ["v2", "v1", "v2-unlimited", "none"])
+def test_default_state_budget_is_half_the_memory_left_under_meminfo_and_cgroup(tmp_path, monkeypatch, layout):
+    """Half of MemAvailable, or of what the process's cgroup limit leaves (a batch job is
+    killed there, and /proc/meminfo shows the whole node), whichever is less."""
+    import importlib
 
-    avail = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemAvailable:"))
-    assert abs(state_budget(torch.device("cpu")) - avail // 2) < 0.25 * avail  # other processes move it a little
+    tm = importlib.import_module("gwaslift.deep.train")
+    (tmp_path / "meminfo").write_text("MemTotal:  100000000 kB\nMemAvailable:   80000000 kB\n")
+    monkeypatch.setattr(tm, "_MEMINFO", str(tmp_path / "meminfo"))
+    monkeypatch.setattr(tm, "_CGROUP_ROOT", str(tmp_path / "cg"))
+    monkeypatch.setattr(tm, "_PROC_CGROUP", str(tmp_path / "self_cgroup"))
+    gb = 2**30
+    if layout == "none":
+        (tmp_path / "self_cgroup").write_text("1:cpu:/\n")
+    elif layout.startswith("v2"):
+        (tmp_path / "self_cgroup").write_text("0::/job/42\n")
+        d = tmp_path / "cg" / "job" / "42"
+        d.mkdir(parents=True)
+        (d / "memory.max").write_text("max\n" if layout == "v2-unlimited" else f"{8 * gb}\n")
+        (d / "memory.current").write_text(f"{2 * gb}\n")
+    else:
+        (tmp_path / "self_cgroup").write_text("4:memory:/slurm/uid_1/job_7\n3:cpu:/\n")
+        d = tmp_path / "cg" / "memory" / "slurm" / "uid_1" / "job_7"
+        d.mkdir(parents=True)
+        (d / "memory.limit_in_bytes").write_text(f"{8 * gb}\n")
+        (d / "memory.usage_in_bytes").write_text(f"{2 * gb}\n")
+    meminfo = 80000000 * 1024
+    want = {"v2": 6 * gb, "v1": 6 * gb, "v2-unlimited": meminfo, "none": meminfo}[layout]
+    assert tm.available_memory() == want
+    assert tm.state_budget(torch.device("cpu")) == want // 2
 
 
 def test_proximal_gives_exact_zeros_subgradient_does_not(cohort):
