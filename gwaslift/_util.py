@@ -41,6 +41,66 @@ def distinct_if_few(values, few: int):
     return np.unique(np.asarray(found, dtype=values.dtype))
 
 
+#: Where :func:`available_memory` looks (module constants so that tests can point them elsewhere).
+_MEMINFO = "/proc/meminfo"
+_PROC_CGROUP = "/proc/self/cgroup"
+_CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _cgroup_headroom() -> int | None:
+    """Bytes left under this process's cgroup memory limit (cgroup v2 ``memory.max`` minus
+    ``memory.current``, v1 ``memory.limit_in_bytes`` minus ``memory.usage_in_bytes``), or
+    None where no limit is set or none can be read. A batch job (SLURM, Kubernetes) is
+    killed at its cgroup's limit, which /proc/meminfo does not show."""
+    try:
+        with open(_PROC_CGROUP) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    room = None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one unified hierarchy
+            names, base = ("memory.max", "memory.current"), _CGROUP_ROOT
+        elif "memory" in controllers.split(","):
+            names, base = ("memory.limit_in_bytes", "memory.usage_in_bytes"), f"{_CGROUP_ROOT}/memory"
+        else:
+            continue
+        # the process's own group, or the mount root where a container sees only its own
+        for folder in (base + path.rstrip("/"), base):
+            try:
+                with open(f"{folder}/{names[0]}") as fh:
+                    limit = fh.read().strip()
+                with open(f"{folder}/{names[1]}") as fh:
+                    used = int(fh.read())
+            except (OSError, ValueError):
+                continue
+            if limit != "max" and int(limit) < 2**60:  # v1 writes ~2^63 for "no limit"
+                left = max(int(limit) - used, 0)
+                room = left if room is None else min(room, left)
+            break
+    return room
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate on this machine: ``MemAvailable`` of
+    /proc/meminfo, or less where a cgroup memory limit leaves less (:func:`_cgroup_headroom`);
+    None where neither can be read."""
+    avail = None
+    try:
+        with open(_MEMINFO) as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    room = _cgroup_headroom()
+    if room is not None:
+        avail = room if avail is None else min(avail, room)
+    return avail
+
+
 def progress_enabled(progress: bool | None) -> bool:
     """``None`` means: show progress only when stderr is a terminal (never in tests/CI)."""
     if progress is None:

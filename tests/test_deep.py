@@ -271,11 +271,13 @@ def test_default_state_budget_is_half_the_memory_left_under_meminfo_and_cgroup(t
     killed there, and /proc/meminfo shows the whole node), whichever is less."""
     import importlib
 
+    from gwaslift import _util
+
     tm = importlib.import_module("gwaslift.deep.train")
     (tmp_path / "meminfo").write_text("MemTotal:  100000000 kB\nMemAvailable:   80000000 kB\n")
-    monkeypatch.setattr(tm, "_MEMINFO", str(tmp_path / "meminfo"))
-    monkeypatch.setattr(tm, "_CGROUP_ROOT", str(tmp_path / "cg"))
-    monkeypatch.setattr(tm, "_PROC_CGROUP", str(tmp_path / "self_cgroup"))
+    monkeypatch.setattr(_util, "_MEMINFO", str(tmp_path / "meminfo"))
+    monkeypatch.setattr(_util, "_CGROUP_ROOT", str(tmp_path / "cg"))
+    monkeypatch.setattr(_util, "_PROC_CGROUP", str(tmp_path / "self_cgroup"))
     gb = 2**30
     if layout == "none":
         (tmp_path / "self_cgroup").write_text("1:cpu:/\n")

@@ -82,7 +82,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .._util import atomic_path, progress_bar
+from .._util import atomic_path, available_memory, progress_bar
 from ..errors import InputError
 from ..io.packed import unpack_codes
 from .data import check_samples, check_variants, iter_batches, packed_nbytes, stage
@@ -762,66 +762,6 @@ def member_state_bytes(n_inputs: int, config: dict, n_covar: int = 0, precision:
     return STATE_BYTES_PER_WEIGHT[precision] * h1 * int(n_inputs) + SMALL_STATE_BYTES_PER_PARAM * small
 
 
-#: Where :func:`available_memory` looks (module constants so that tests can point them elsewhere).
-_MEMINFO = "/proc/meminfo"
-_PROC_CGROUP = "/proc/self/cgroup"
-_CGROUP_ROOT = "/sys/fs/cgroup"
-
-
-def _cgroup_headroom() -> int | None:
-    """Bytes left under this process's cgroup memory limit (cgroup v2 ``memory.max`` minus
-    ``memory.current``, v1 ``memory.limit_in_bytes`` minus ``memory.usage_in_bytes``), or
-    None where no limit is set or none can be read. A batch job (SLURM, Kubernetes) is
-    killed at its cgroup's limit, which /proc/meminfo does not show."""
-    try:
-        with open(_PROC_CGROUP) as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return None
-    room = None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":  # v2: one unified hierarchy
-            names, base = ("memory.max", "memory.current"), _CGROUP_ROOT
-        elif "memory" in controllers.split(","):
-            names, base = ("memory.limit_in_bytes", "memory.usage_in_bytes"), f"{_CGROUP_ROOT}/memory"
-        else:
-            continue
-        # the process's own group, or the mount root where a container sees only its own
-        for folder in (base + path.rstrip("/"), base):
-            try:
-                with open(f"{folder}/{names[0]}") as fh:
-                    limit = fh.read().strip()
-                with open(f"{folder}/{names[1]}") as fh:
-                    used = int(fh.read())
-            except (OSError, ValueError):
-                continue
-            if limit != "max" and int(limit) < 2**60:  # v1 writes ~2^63 for "no limit"
-                left = max(int(limit) - used, 0)
-                room = left if room is None else min(room, left)
-            break
-    return room
-
-
-def available_memory() -> int | None:
-    """Bytes this process may still allocate on this machine: ``MemAvailable`` of
-    /proc/meminfo, or less where a cgroup memory limit leaves less (:func:`_cgroup_headroom`);
-    None where neither can be read."""
-    avail = None
-    try:
-        with open(_MEMINFO) as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
-    room = _cgroup_headroom()
-    if room is not None:
-        avail = room if avail is None else min(avail, room)
-    return avail
-
-
 def state_budget(device) -> int:
     """Default memory for the members trained at once (bytes): 70% of the free memory of a
     CUDA device (the resident genotypes already placed), half of :func:`available_memory`
@@ -833,19 +773,19 @@ def state_budget(device) -> int:
     return 2**62 if avail is None else avail // 2
 
 
-def _waves(items: list, sizes: list[int], budget) -> list:
+def _waves(items: list, sizes: list[int], budget):
     """``items`` in order, cut into consecutive waves whose ``sizes`` sum to at most
-    ``budget()`` (asked again for every wave: finished members' weights take memory
-    meanwhile); a member larger than the budget trains alone."""
-    waves, k = [], 0
+    ``budget()``; a member larger than the budget trains alone. A generator: the budget is
+    asked when the next wave is wanted, i.e. after the previous one has trained (finished
+    members' weights take memory meanwhile)."""
+    k = 0
     while k < len(items):
         limit, total, j = budget(), sizes[k], k + 1
         while j < len(items) and total + sizes[j] <= limit:
             total += sizes[j]
             j += 1
-        waves.append(items[k:j])
+        yield items[k:j]
         k = j
-    return waves
 
 
 def _fit_members(genotypes, y, trait, cov_arr, covar_names, split, center, covar_mean, covar_scale,

@@ -277,8 +277,11 @@ def _text_kernels():
 
 
 #: whitespace that Python's str.split() separates on, outside ASCII (the line-by-line path
-#: handles files holding it; ASCII control whitespace is caught by the kernel)
-_UNICODE_SPACE = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+#: handles files holding it; ASCII control whitespace is caught by the kernel), as UTF-8
+#: byte sequences: searched in the file's bytes, which are not decoded a second time
+_UNICODE_SPACE = re.compile(b"|".join(
+    re.escape(chr(u).encode("utf-8"))
+    for u in (0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000)))
 
 #: longest ID (in bytes) copied through a padded byte matrix; longer ones are sliced one by one
 _PAD_MAX = 64
@@ -300,7 +303,7 @@ def _read_numba(tk, raw: bytes, start: int, stop: int, is_ascii: bool, n: int, w
     """
     if (use_tabs and raw.find(b" ", start, stop) >= 0) or raw.find(b"\x00", start, stop) >= 0:
         return None
-    if not is_ascii and _UNICODE_SPACE.search(raw[start:stop].decode("utf-8")):
+    if not is_ascii and _UNICODE_SPACE.search(raw, start, stop):
         return None
     buf = np.frombuffer(raw, dtype=np.uint8, count=stop - start, offset=start)  # no copy
     nv = width - n_skip
