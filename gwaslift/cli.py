@@ -41,6 +41,17 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected numbers like 0.01,0.1,1, got {text!r}") from None
 
 
+def _positive_float(text: str) -> float:
+    """A number > 0 (checked before any work)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return v
+
+
 def _hidden_list(text: str) -> list[tuple[int, int]]:
     """``"64x128,128x256"`` -> [(64, 128), (128, 256)]."""
     try:
@@ -125,6 +136,16 @@ def _deep_flags(p):
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 100)")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs (default 10)")
     p.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 256)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate (default 0.001)")
+    p.add_argument("--precision", default=None, choices=["float32", "bf16"],
+                   help="first-layer SNP products in float32 (default; exact) or bfloat16 operands with float32 "
+                        "accumulation (faster on CPUs and GPUs with bf16 units; weights, optimizer and the "
+                        "rest stay float32)")
+    p.add_argument("--train-memory", type=_positive_float, default=None, metavar="MIB",
+                   help="memory for the training state of the networks trained at once, in MiB (plink2 "
+                        "--memory's unit; 20 bytes per first-layer weight, 28 with bf16): networks beyond it "
+                        "train in later waves with the same results (default: half the available memory, "
+                        "the cgroup limit included; on a GPU 70%% of its free memory)")
     p.add_argument("--l1-warmup", type=int, default=None,
                    help="epochs over which the L1 strength ramps up from 0 (default 0: full from the start)")
     p.add_argument("--cross-fit", action="store_true", default=None,
@@ -459,15 +480,27 @@ def _cmd_epistasis(args):
           f"{prefix}.epi.snps.tsv", file=sys.stderr)
 
 
+#: training options shared by ``gwaslift train`` and ``gwaslift analyze`` (names as in
+#: :data:`gwaslift.pipeline.DEFAULTS`)
+DEEP_FLAG_OPTIONS = ("hidden", "l1", "seeds", "refit_seeds", "epochs", "patience", "batch_size", "lr", "precision",
+                     "l1_warmup", "cross_fit")
+
+
 def _deep_options(args) -> dict:
     from .pipeline import DEFAULTS
 
     opts = {}
-    for name in ("hidden", "l1", "seeds", "refit_seeds", "epochs", "patience", "batch_size", "l1_warmup",
-                 "cross_fit"):
+    for name in DEEP_FLAG_OPTIONS:
         v = getattr(args, name, None)
         opts[name] = DEFAULTS[name] if v is None else v
+    opts["max_state_bytes"] = _state_bytes(args)
     return opts
+
+
+def _state_bytes(args) -> int | None:
+    """--train-memory (MiB) in bytes, or None for the default budget."""
+    mib = getattr(args, "train_memory", None)
+    return None if mib is None else int(mib * 2**20)
 
 
 def _cmd_train(args):
@@ -483,9 +516,9 @@ def _cmd_train(args):
     o = _deep_options(args)
     fit = deep.train(g, y, hidden=o["hidden"], l1=o["l1"], seeds=o["seeds"], refit_seeds=o["refit_seeds"],
                      covariates=cov, device=args.device, epochs=o["epochs"], patience=o["patience"],
-                     batch_size=o["batch_size"], l1_warmup=o["l1_warmup"], cross_fit=o["cross_fit"],
-                     split_seed=args.seed, checkpoint_dir=out / "checkpoints",
-                     progress=_progress(args))
+                     batch_size=o["batch_size"], lr=o["lr"], precision=o["precision"], l1_warmup=o["l1_warmup"],
+                     cross_fit=o["cross_fit"], split_seed=args.seed, checkpoint_dir=out / "checkpoints",
+                     max_state_bytes=o["max_state_bytes"], progress=_progress(args))
     fit.save(out)
     print(f"wrote {len(fit.members)} fitted networks to {out}; selected {fit.selected}", file=sys.stderr)
 
@@ -518,11 +551,12 @@ def _cmd_attribute(args):
 def _analysis_options(args) -> dict:
     opts = {"maf": args.maf, "geno": args.geno, "mind": args.mind, "hwe": args.hwe, "seed": args.seed,
             "split_seed": args.seed, "device": args.device}
-    for name in ("hidden", "l1", "seeds", "refit_seeds", "epochs", "patience", "batch_size", "l1_warmup",
-                 "cross_fit"):
+    for name in DEEP_FLAG_OPTIONS:
         v = getattr(args, name, None)
         if v is not None:
             opts[name] = v
+    if _state_bytes(args) is not None:
+        opts["max_state_bytes"] = _state_bytes(args)
     if args.pcs is not None:
         opts["n_pcs"] = args.pcs
     for name in ("null", "n_decoys", "n_null"):

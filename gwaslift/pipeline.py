@@ -34,7 +34,7 @@ DEFAULTS = dict(
     n_pcs=10, model="auto", missing="drop", firth="fallback",
     hidden=PAPER_HIDDEN, l1=PAPER_L1, seeds=[0, 1, 2, 3, 4], refit_seeds=[5, 6, 7, 8, 9],
     deep_covariates=True, epochs=100, patience=10, batch_size=256, lr=1e-3, l1_warmup=0, cross_fit=False,
-    device="auto",
+    precision="float32", max_state_bytes=None, device="auto",
     samples="validation", reference="mean", rule="rescale",
     null="decoys", n_decoys=None, n_null=10, null_normalize="share", alpha=0.05,
     top_k=10,
@@ -437,6 +437,9 @@ def _checkpoint_dir(out_dir, cfg: dict, bfile, pheno, covar) -> Path | None:
         arr = np.asarray(x.to_numpy(dtype=float) if hasattr(x, "to_numpy") else x, dtype=float)
         return hashlib.sha256(arr.tobytes()).hexdigest() + str(list(getattr(x, "columns", [])))
 
+    # the memory budget changes how many networks train at once, not what they become
+    # (gwaslift.deep.train: bitwise the same members), so a rerun with another budget resumes
+    cfg = {k: v for k, v in cfg.items() if k != "max_state_bytes"}
     key = json.dumps({"cfg": cfg, "inputs": [ident(bfile), ident(pheno), ident(covar)]}, sort_keys=True, default=str)
     return out_dir / "checkpoints" / hashlib.sha256(key.encode()).hexdigest()[:12]
 
@@ -457,7 +460,9 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
     options : any of :data:`DEFAULTS` -- QC thresholds (``maf, geno, mind, hwe``), ``n_pcs``,
         GWAS ``model``, ``missing`` rule and ``firth`` mode (:func:`gwaslift.linear_gwas`), the grid (``hidden, l1``), ``seeds`` and
         ``refit_seeds``, ``deep_covariates`` (feed PCs and covariates to the network as
-        unpenalized inputs), training options (``epochs, patience, batch_size, lr, l1_warmup, device``;
+        unpenalized inputs), training options (``epochs, patience, batch_size, lr, l1_warmup, device``,
+        ``precision`` of the first-layer products, ``max_state_bytes`` for the networks trained
+        at once -- :func:`gwaslift.deep.train`;
         ``cross_fit``: cross-fitted refits, one fold per refit seed -- :func:`gwaslift.deep.refit`;
         the decoy or permutation refits then use the same folds),
         DeepLIFT (``samples, reference, rule``), the significance of its scores (``null``:
@@ -531,8 +536,9 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
     fit = deep.train(gq, y, hidden=[tuple(h) for h in cfg["hidden"]], l1=list(cfg["l1"]), seeds=list(cfg["seeds"]),
                      refit_seeds=list(cfg["refit_seeds"]), covariates=deep_cov, device=cfg["device"],
                      epochs=cfg["epochs"], patience=cfg["patience"], batch_size=cfg["batch_size"],
-                     lr=cfg["lr"], l1_warmup=cfg["l1_warmup"], cross_fit=cfg["cross_fit"],
-                     split_seed=cfg["split_seed"], progress=progress,
+                     lr=cfg["lr"], precision=cfg["precision"], l1_warmup=cfg["l1_warmup"],
+                     cross_fit=cfg["cross_fit"], split_seed=cfg["split_seed"], progress=progress,
+                     max_state_bytes=cfg["max_state_bytes"],
                      checkpoint_dir=_checkpoint_dir(out_dir, cfg, bfile, pheno, covar))
 
     stage("deeplift")
@@ -547,9 +553,11 @@ def analyze(bfile, pheno=None, covar=None, out=None, *, pheno_name=None, covar_n
                    device=device, progress=progress, client=client)
     null = None
     if cfg["null"] == "decoys":
-        null = attribution_decoys(gq, y, fit, n_decoys=cfg["n_decoys"], seed=cfg["seed"], **scoring)
+        null = attribution_decoys(gq, y, fit, n_decoys=cfg["n_decoys"], seed=cfg["seed"],
+                                  max_state_bytes=cfg["max_state_bytes"], **scoring)
     elif cfg["null"] == "permutation" and int(cfg["n_null"]) > 0:
-        null = attribution_null(gq, y, fit, n_null=int(cfg["n_null"]), seed=cfg["seed"], **scoring)
+        null = attribution_null(gq, y, fit, n_null=int(cfg["n_null"]), seed=cfg["seed"],
+                                max_state_bytes=cfg["max_state_bytes"], **scoring)
     res = deeplift(fit, gq, top_k=cfg["top_k"], null=null, alpha=cfg["alpha"], normalize=cfg["null_normalize"],
                    **scoring)
     scores = res.scores

@@ -23,7 +23,10 @@ def test_help_for_every_command(capsys):
 def test_bad_flags_exit_2(capsys):
     for argv in (["analyze", "--bfile", "x"], ["nonsense"], ["gwas", "--bfile", "x", "--out", "y", "--model", "probit"],
                  ["gwas", "--bfile", "x", "--out", "y", "--firth", "sometimes"],
-                 ["train", "--bfile", "x", "--out", "y", "--hidden", "64by128"]):
+                 ["train", "--bfile", "x", "--out", "y", "--hidden", "64by128"],
+                 ["train", "--bfile", "x", "--out", "y", "--train-memory", "0"],
+                 ["analyze", "--bfile", "x", "--out", "y", "--lr", "-1"],
+                 ["train", "--bfile", "x", "--out", "y", "--precision", "fp16"]):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2, argv
@@ -123,6 +126,54 @@ def test_train_then_attribute_with_pcs(tmp_path):
     assert main(["attribute", "--bfile", str(sim), "--pheno", f"{sim}.pheno", "--model", str(model), "--pcs", "2",
                  "--n-null", "1", "--out", str(tmp_path / "b"), "--no-progress"]) == 0
     assert pd.read_csv(tmp_path / "b.scores.tsv", sep="\t").deeplift_p.notna().all()
+
+
+def test_train_memory_lr_and_precision_flags_reach_training(tmp_path, monkeypatch):
+    """--train-memory (MiB) bounds the networks trained at once -- here one per wave, with
+    bitwise the weights of the default single wave --; --lr and --precision reach the fit's
+    configuration; analyze maps the same flags to its options."""
+    import importlib
+
+    import torch
+
+    from gwaslift.cli import build_parser, _analysis_options
+    from gwaslift.deep import load_fit
+
+    train_mod = importlib.import_module("gwaslift.deep.train")
+    waves = []
+    real = train_mod._train_stack
+
+    def recording(data, states, *args, **kw):
+        waves.append(len(states))
+        return real(data, states, *args, **kw)
+
+    monkeypatch.setattr(train_mod, "_train_stack", recording)
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--n-samples", "300", "--n-snps", "80", "--seed", "5",
+                 "--trait", "quantitative", "--no-progress"]) == 0
+    common = ["train", "--bfile", str(sim), "--pheno", f"{sim}.pheno", "--hidden", "8x8", "--l1", "0.1,1",
+              "--seeds", "0,1", "--refit-seeds", "2", "--epochs", "3", "--lr", "0.005", "--no-progress"]
+    assert main(common + ["--out", str(tmp_path / "one")]) == 0
+    assert waves == [4, 1]  # the grid, then the refit
+    one_member_mib = train_mod.member_state_bytes(80, {"hidden": (8, 8)}) / 2**20
+    waves.clear()
+    assert main(common + ["--out", str(tmp_path / "waves"), "--train-memory", f"{1.5 * one_member_mib:.6f}"]) == 0
+    assert waves == [1, 1, 1, 1, 1]
+    a, b = load_fit(tmp_path / "one"), load_fit(tmp_path / "waves")
+    assert {m.config["lr"] for m in a.members} == {0.005} and a.config["precision"] == "float32"
+    for ma, mb in zip(a.members, b.members, strict=True):
+        for (na, ta), (nb, tb) in zip(ma.model.state_dict().items(), mb.model.state_dict().items(), strict=True):
+            assert na == nb and torch.equal(ta, tb), na
+    assert main(common + ["--out", str(tmp_path / "bf16"), "--precision", "bf16"]) == 0
+    fit = load_fit(tmp_path / "bf16")
+    assert fit.config["precision"] == "bf16" and {m.metrics["precision"] for m in fit.members} == {"bf16"}
+
+    args = build_parser().parse_args(["analyze", "--bfile", "x", "--out", "o", "--train-memory", "512",
+                                      "--precision", "bf16", "--lr", "0.002"])
+    opts = _analysis_options(args)
+    assert (opts["max_state_bytes"], opts["precision"], opts["lr"]) == (512 * 2**20, "bf16", 0.002)
+    assert "max_state_bytes" not in _analysis_options(build_parser().parse_args(["analyze", "--bfile", "x",
+                                                                                 "--out", "o"]))
 
 
 def test_train_cross_fit_flag(tmp_path):
