@@ -131,6 +131,51 @@ def test_logistic_matches_statsmodels(missing, covariates):
                                    [fit.params[-1], fit.bse[-1], fit.tvalues[-1], fit.pvalues[-1]], rtol=1e-9)
 
 
+@pytest.mark.parametrize("missing", ["drop", "mean"])
+def test_logistic_fixed_block_steps_reach_newtons_fit(monkeypatch, missing):
+    """A logistic fit first steps with the null fit's covariate block Q'WQ, then with exact
+    Newton steps, which decide convergence and give the SE. Variants of large effect move
+    the weights too far for the fixed block (it stalls: the fit goes back and continues
+    exactly); every variant ends where exact Newton from the null ends (1e-9) and where
+    statsmodels ends."""
+    from gwaslift import assoc
+
+    rng = np.random.default_rng(21)
+    n = 1500
+    C = pd.DataFrame(rng.normal(size=(n, 3)), columns=["pc0", "pc1", "pc2"])
+    G = rng.binomial(2, rng.uniform(0.1, 0.5, 16), size=(n, 16)).astype(float)
+    eta = -0.5 + 0.6 * C.pc0.to_numpy() + 2.5 * (G[:, 0] - 1) + 1.5 * (G[:, 1] - 1)
+    G[:, 2] = np.where(rng.random(n) < 0.9, G[:, 0], G[:, 2])  # in strong LD with the first
+    G[rng.random(G.shape) < 0.03] = np.nan
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    seen, reverted, fixed_rows = {}, set(), [0]
+    real = assoc._score_info
+
+    def spy(D, miss, theta, active, design, exact=None):
+        for a, e in zip(active, exact):
+            key = (D[a].tobytes(), theta[a].tobytes())
+            if e and key in seen:
+                reverted.add(D[a].tobytes())  # an exact step from where a fixed step started
+            seen[key] = e
+        fixed_rows[0] += int((~exact).sum())
+        return real(D, miss, theta, active, design, exact)
+
+    monkeypatch.setattr(assoc, "_score_info", spy)
+    res = linear_gwas(G, y, C, missing=missing, firth="no")
+    assert fixed_rows[0] > 2 * G.shape[1] and len(reverted) >= 1
+    monkeypatch.setattr(assoc, "MAX_FIXED_BLOCK_STEPS", 0)  # exact Newton throughout
+    newton = linear_gwas(G, y, C, missing=missing, firth="no")
+    pd.testing.assert_frame_equal(res, newton, check_exact=False, rtol=1e-9, atol=1e-12)
+    assert (res.errcode == "").all() and abs(res.beta[0]) > 2
+    for j in range(G.shape[1]):
+        ok = ~np.isnan(G[:, j])
+        g = G[:, j] if missing == "drop" else np.where(ok, G[:, j], np.nanmean(G[:, j]))
+        rows = ok if missing == "drop" else np.ones(n, bool)
+        fit = sm.Logit(y[rows], sm.add_constant(np.column_stack([C.to_numpy()[rows], g[rows]]))).fit(
+            disp=0, method="newton", tol=1e-14, maxiter=100)
+        np.testing.assert_allclose([res.beta[j], res.se[j]], [fit.params[-1], fit.bse[-1]], rtol=1e-9)
+
+
 def test_binary_coded_1_2_equals_0_1():
     G, C, _, yb = _cohort(m=8, seed=3)
     a = linear_gwas(G, yb, C)
