@@ -750,6 +750,34 @@ def test_collinear_covariates_raise_naming_them():
         linear_gwas(G, yq, C.assign(s=C[num[0]] - 3 * C[num[1]]))
 
 
+def test_covariate_basis_cholesky_qr_and_householder_paths_agree(monkeypatch):
+    """The covariate basis comes from Cholesky QR twice when the unit-norm covariates are
+    well conditioned, else from the pivoted-QR rank test and Householder QR: both give an
+    orthonormal Q with Q R = [1, C] and Q[:, 0] constant, and the same GWAS (1e-10). Nearly
+    collinear (but full rank) covariates take the Householder path."""
+    from gwaslift import assoc
+
+    G, C, yq, yb = _cohort(m=6)
+    X = _design(C)
+    names = [f"c{j}" for j in range(X.shape[1])]
+    calls = []
+    real = assoc._cholesky_qr2
+    monkeypatch.setattr(assoc, "_cholesky_qr2", lambda *a, **k: calls.append(real(*a, **k)) or calls[-1])
+    near = np.column_stack([X, X[:, 0] + 1e-7 * np.random.default_rng(3).normal(size=len(X))])
+    for cov, fast in ((X, True), (near, False)):
+        Q, R = assoc._orthonormal_basis(cov, names + ["near"] * (cov.shape[1] - len(names)))
+        assert (calls[-1] is not None) == fast
+        full = np.column_stack([np.ones(len(cov)), cov])
+        np.testing.assert_allclose(Q @ R, full, atol=1e-10 * np.abs(full).max())
+        np.testing.assert_allclose(Q.T @ Q, np.eye(Q.shape[1]), atol=1e-12)
+        assert np.ptp(Q[:, 0]) < 1e-15 and Q.flags.c_contiguous
+    results = [linear_gwas(G, y, C) for y in (yq, yb)]
+    monkeypatch.setattr(assoc, "CHOLESKY_QR_MAX_COND", 0.0)  # Householder for every design
+    for y, fast in zip((yq, yb), results):
+        pd.testing.assert_frame_equal(fast, linear_gwas(G, y, C), check_exact=False, rtol=1e-10, atol=1e-13)
+    assert calls[-1] is None
+
+
 def test_series_with_array_genotypes_is_positional():
     G, C, yq, _ = _cohort(m=5)
     samples_like = pd.Series(yq, index=[f"x{i}" for i in range(len(yq))])
