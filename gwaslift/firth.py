@@ -222,11 +222,14 @@ def firth_logistic_batch(Q: np.ndarray, G: np.ndarray, M: np.ndarray | None, y: 
     ti, tj = tri
     products = K if isinstance(K, TriProducts) else TriProducts(Q, tri, np.asarray(K, dtype=np.float64))
     has_miss = M is not None
+    QT = np.ascontiguousarray(Q.T)
     # the genotype's part orthogonal to the covariates on each variant's observed samples
     # (same beta and SE; conditioning, as in firth_logistic)
     if has_miss:
         M = np.asarray(M, dtype=np.float64)
-        QMQ = _unpack(products.gram(M), c, tri)
+        # as every Q' W Q here: the kernel where the products are not stored (at 500,000
+        # samples and 42 covariates they would be formed chunk by chunk for this one product)
+        QMQ = _unpack(_weighted_grams(M, products, QT), c, tri)
         Gm = np.where(M > 0, G, 0.0)
     else:
         QMQ = np.broadcast_to(Q.T @ Q, (B, c, c))
@@ -245,7 +248,6 @@ def firth_logistic_batch(Q: np.ndarray, G: np.ndarray, M: np.ndarray | None, y: 
     live = np.sqrt((Gp * Gp).sum(axis=1)) > 1e-10 * norm  # else: a combination of covariates
     # multiplicity of each upper-triangle entry in a quadratic form q' A q
     mult = np.where(ti == tj, 1.0, 2.0)
-    QT = np.ascontiguousarray(Q.T)
 
     pass1, pass2 = FIRTH_PASS1.get(), FIRTH_PASS2.get()
 
