@@ -777,9 +777,11 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     Newton step uses the null fit's weights, shared by all variants, so it needs only
     per-variant sums (:func:`_start_sums`); each later step one score and information
     per variant still fitting (:func:`_score_info`; both on numba kernels where they
-    load, the numpy path otherwise). Converged when every coefficient moves by less than
+    load, the numpy path otherwise) -- first with the null fit's covariate block Q'WQ
+    (O(n c) a step; at most :data:`MAX_FIXED_BLOCK_STEPS`, each halving the last), then
+    exact. Converged when an exact step moves every coefficient by less than
     ``tol * max(1, |coefficient|)``; the standard error comes from the information matrix
-    of the last step. plink2's predictor checks (:func:`_predictor_checks`, unweighted, as
+    of that step. plink2's predictor checks (:func:`_predictor_checks`, unweighted, as
     plink2) come first, as in linear, after plink2's separation check
     (:func:`_separated_from_sums`).
 
