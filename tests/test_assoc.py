@@ -133,8 +133,8 @@ def test_logistic_matches_statsmodels(missing, covariates):
 
 @pytest.mark.parametrize("missing", ["drop", "mean"])
 def test_logistic_fixed_block_steps_reach_newtons_fit(monkeypatch, missing):
-    """A logistic fit first steps with the null fit's covariate block Q'WQ, then with exact
-    Newton steps, which decide convergence and give the SE. Variants of large effect move
+    """A logistic fit (here even with few covariates) first steps with the null fit's
+    covariate block Q'WQ, then with exact Newton steps, which decide convergence and give the SE. Variants of large effect move
     the weights too far for the fixed block (it stalls: the fit goes back and continues
     exactly); every variant ends where exact Newton from the null ends (1e-9) and where
     statsmodels ends."""
@@ -161,10 +161,12 @@ def test_logistic_fixed_block_steps_reach_newtons_fit(monkeypatch, missing):
         return real(D, miss, theta, active, design, exact)
 
     monkeypatch.setattr(assoc, "_score_info", spy)
+    newton = linear_gwas(G, y, C, missing=missing, firth="no")
+    assert fixed_rows[0] == 0  # 4 design columns: exact Newton throughout (cheaper there)
+    seen.clear()
+    monkeypatch.setattr(assoc, "FIXED_BLOCK_MIN_COLUMNS", 0)
     res = linear_gwas(G, y, C, missing=missing, firth="no")
     assert fixed_rows[0] > 2 * G.shape[1] and len(reverted) >= 1
-    monkeypatch.setattr(assoc, "MAX_FIXED_BLOCK_STEPS", 0)  # exact Newton throughout
-    newton = linear_gwas(G, y, C, missing=missing, firth="no")
     pd.testing.assert_frame_equal(res, newton, check_exact=False, rtol=1e-9, atol=1e-12)
     assert (res.errcode == "").all() and abs(res.beta[0]) > 2
     for j in range(G.shape[1]):
