@@ -267,6 +267,35 @@ def test_plink2_parity_with_missing_genotypes(dummy_bfile, plink2, tmp_path):
     _assert_plink2_parity(log, _read_logistic(tmp_path / "o.b.glm.logistic"), mask=maf >= 0.01)
 
 
+def test_plink2_parity_logistic_with_many_covariates(dummy_bfile, plink2, tmp_path):
+    """35 covariates plus a 4-level batch (39 design columns, above FIXED_BLOCK_MIN_COLUMNS:
+    fixed-block steps before the exact Newton steps) and 5% missing calls: plink2's
+    logistic fits, and the same as exact Newton throughout."""
+    from gwaslift import assoc
+
+    g = gwaslift.read_plink(dummy_bfile)
+    rng = np.random.default_rng(9)
+    n = g.n_samples
+    C = pd.DataFrame(rng.normal(size=(n, 35)), columns=[f"pc{k}" for k in range(35)])
+    C["batch"] = pd.Categorical(rng.choice(["b1", "b2", "b3", "b4"], n))
+    yb = g.samples["trait"].to_numpy()
+    pheno, covar = _write_pheno_covar(tmp_path, g.samples, {"b": yb}, C)
+    _plink2_glm(plink2, dummy_bfile, pheno, covar, tmp_path / "o")
+    fixed = []
+    real = assoc._score_info
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(assoc, "_score_info", lambda *a, exact=None: fixed.append(int((~exact).sum())) or real(
+            *a, exact=exact))
+        log = linear_gwas(g, yb, C)
+    assert sum(fixed) > g.n_variants  # the fixed-block steps ran
+    maf = np.minimum(log["a1_freq"], 1 - log["a1_freq"]).to_numpy()
+    _assert_plink2_parity(log, _read_logistic(tmp_path / "o.b.glm.logistic"), mask=maf >= 0.01)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(assoc, "MAX_FIXED_BLOCK_STEPS", 0)
+        newton = linear_gwas(g, yb, C)
+    pd.testing.assert_frame_equal(log, newton, check_exact=False, rtol=1e-9, atol=1e-12)
+
+
 def _write_bfile(path, G):
     n, m = G.shape
     samples = pd.DataFrame({"fid": [f"f{i}" for i in range(n)], "iid": [f"i{i}" for i in range(n)],
