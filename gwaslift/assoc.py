@@ -445,17 +445,22 @@ def _null_logistic(Q: np.ndarray, y: np.ndarray, max_iter: int = 50) -> np.ndarr
         p = _expit(Q @ a)
         w = p * (1 - p)
         H = (Q * w[:, None]).T @ Q
-        step = np.linalg.solve(H, Q.T @ (y - p))
+        try:
+            step = np.linalg.solve(H, Q.T @ (y - p))
+        except np.linalg.LinAlgError:  # every weight ~0: fitted probabilities 0 or 1
+            step = np.full_like(a, np.nan)
+        if not np.all(np.isfinite(step)):
+            break
         a += step
         if np.max(np.abs(step)) <= 1e-12 * max(1.0, np.max(np.abs(a))):
             break
     else:
+        step = np.full_like(a, np.nan)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(step))):
         raise InputError(
             "the covariate-only logistic model does not converge: the covariates separate "
-            "cases from controls (e.g. a covariate level with only cases)"
-        )
-    if not np.all(np.isfinite(a)):
-        raise InputError("the covariate-only logistic model does not converge (separation by covariates)")
+            f"cases from controls (e.g. a covariate level with only cases; {int(np.sum(y))} cases, "
+            f"{len(y) - int(np.sum(y))} controls, {Q.shape[1]} design columns)")
     return a
 
 

@@ -809,6 +809,27 @@ def test_covariate_basis_cholesky_qr_and_householder_paths_agree(monkeypatch):
     assert calls[-1] is None
 
 
+@pytest.mark.parametrize("seed", [46, 49])
+def test_covariates_separating_cases_raise_input_error(seed):
+    """Two cases among 500 samples and ~40 covariates (one age-like): the covariates
+    separate them, the null fit's weights underflow to zero and its information matrix is
+    singular. An InputError that says so, not numpy's LinAlgError (found by random designs;
+    statsmodels does not converge on these covariates either)."""
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(150, 900)), int(rng.integers(31, 45))
+    C = pd.DataFrame(rng.normal(size=(n, k)), columns=[f"c{i}" for i in range(k)])
+    if rng.random() < 0.5:
+        C["c0"] = rng.integers(20, 80, n).astype(float)
+    maf = rng.choice([0.002, 0.01, 0.05, 0.3, 0.5], 12)
+    G = rng.binomial(2, maf, size=(n, 12)).astype(float)
+    G[rng.random(G.shape) < rng.choice([0, 0.02, 0.1])] = np.nan
+    beta = rng.choice([0, 0, 0.5, 2.0, 4.0], 12)
+    eta = rng.normal(-1, 1) + 0.3 * C.iloc[:, 1].to_numpy() + np.nan_to_num(G - 1) @ beta / 2
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    with pytest.raises(InputError, match="covariates separate cases from controls.* cases"):
+        linear_gwas(G, y, C)
+
+
 def test_series_with_array_genotypes_is_positional():
     G, C, yq, _ = _cohort(m=5)
     samples_like = pd.Series(yq, index=[f"x{i}" for i in range(len(yq))])
