@@ -998,7 +998,9 @@ def _score_info(D, miss, theta, active, design, exact=None):
     kernel(np.ascontiguousarray(D), M, design.Qt, design.y, np.ascontiguousarray(theta[active]),
            active.astype(np.int64), U, Hgc, Hgg, W)
     H = np.empty((A, c + 1, c + 1))
-    if exact.any():
+    if exact.all():  # no copy of W (A x n)
+        H[:, :c, :c] = _unpack_sym(_weighted_grams(W, design.tri_products, design.Qt), c, design.tri)
+    elif exact.any():
         H[exact, :c, :c] = _unpack_sym(_weighted_grams(W[exact], design.tri_products, design.Qt), c, design.tri)
     H[:, :c, c] = Hgc
     H[:, c, :c] = Hgc
@@ -1043,7 +1045,9 @@ def _logistic_grad_hess(D, miss, theta, design, exact=None):
     H = np.empty((len(D), c + 1, c + 1))
     # float64 throughout: a float32 covariate block was measured to move SEs by ~1e-6
     exact = np.ones(len(D), bool) if exact is None else np.asarray(exact, bool)
-    if exact.any():
+    if exact.all():
+        H[:, :c, :c] = _unpack_sym(design.tri_products.gram(w), c, design.tri)
+    elif exact.any():
         H[exact, :c, :c] = _unpack_sym(design.tri_products.gram(w[exact]), c, design.tri)
     wD = w * D
     hab = wD @ design.Q
