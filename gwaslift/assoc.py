@@ -191,8 +191,6 @@ class Design:
     y: np.ndarray              # (n,) phenotype; 0/1 for logistic; linear only: (n, k) for
                                # k phenotypes tested in one pass (same samples)
     Q: np.ndarray              # (n, c) orthonormal basis of [1, covariates]
-    V: np.ndarray              # (n, c+k+1) [Q, y_resid (k columns), 1] for linear;
-                               # (n, c+2) [Q, r0, 1] logistic
     tri: tuple                 # upper-triangle index pairs of a c x c matrix
     tri_products: TriProducts  # q_a q_b of each sample (the Gram operand; see its class)
     yy: float | np.ndarray     # sum of squared residual phenotype (linear; (k,) for k > 1)
@@ -213,9 +211,10 @@ class Design:
     vif: float = VIF_DEFAULT         # VIF_TOO_HIGH above this (inf: off)
     max_corr: float = MAX_CORR_DEFAULT  # CORR_TOO_HIGH above this |r| (inf: off)
     firth: str = "fallback"          # logistic: "fallback" (refit with Firth), "no", "always"
-    # the numba kernel's inputs (linear; _linear_packed): V[:, :c+1] transposed, zero rows
-    # up to a multiple of 4, and each file sample's design row (-1 unused; empty: all
-    # used in file order; None: a sample used twice, which the kernel cannot map)
+    # linear: [Q, y_resid (k columns)] transposed, zero rows up to a multiple of 4 (the
+    # numba kernel's operand, _linear_packed, and the numpy path's), and each file sample's
+    # design row (-1 unused; empty: all used in file order; None: a sample used twice,
+    # which the kernel cannot map)
     Vt4: np.ndarray | None = None    # (p4, n)
     file_row: np.ndarray | None = None  # (n_file,) int64
 
@@ -491,25 +490,32 @@ def make_design(y: np.ndarray, C: np.ndarray, names: list[str], model: str, miss
         Y = y.reshape(n, -1)
         k = Y.shape[1]
         Y_r = Y - Q @ (Q.T @ Y)
-        V = np.column_stack([Q, Y_r, np.ones(n)])
         yy = np.array([Y_r[:, j] @ Y_r[:, j] for j in range(k)])
         yy = float(yy[0]) if y.ndim == 1 else yy
+        # [Q, Y_r] transposed, the only copy kept (an (n, c + k + 1) V beside it was
+        # 212 MB at 500,000 samples, 42 covariates and 10 phenotypes)
         Vt4 = np.zeros((-(-(c + k) // 4) * 4, n))
-        Vt4[:c + k] = V[:, :c + k].T
+        Vt4[:c] = Q.T
+        Vt4[c:c + k] = Y_r.T
         kw = dict(Vt4=Vt4, file_row=_file_rows(sample_idx, n_file))
     else:
         a0 = _null_logistic(Q, y)
         p0 = _expit(Q @ a0)
         w0 = p0 * (1 - p0)
         r0 = y - p0
-        V = np.column_stack([Q, r0, np.ones(n)])
-        Qw0 = Q * w0[:, None]
         yy = 0.0
-        S = np.ascontiguousarray(np.column_stack([Q, r0, np.ones(n), Qw0, y]).T)
+        # S's rows filled in place (stacking columns and transposing made two (n, 2c+3) copies)
+        S = np.empty((2 * c + 3, n))
+        S[:c] = Q.T
+        S[c] = r0
+        S[c + 1] = 1.0
+        Qw0t = S[c + 2:2 * c + 2]
+        np.multiply(S[:c], w0, out=Qw0t)
+        S[-1] = y
         # Qt: S's first c rows (a C-contiguous view, not a second copy)
-        kw = dict(a0=a0, w0=w0, QwQ0=Qw0.T @ Q, Qr0=Q.T @ r0, Qt=S[:c], S=S,
+        kw = dict(a0=a0, w0=w0, QwQ0=Qw0t @ Q, Qr0=Q.T @ r0, Qt=S[:c], S=S,
                   offset_miss=np.where(y > 0.5, 1e4, -1e4))
-    return Design(model=model, missing=missing, y=y, Q=Q, V=np.ascontiguousarray(V), tri=tri,
+    return Design(model=model, missing=missing, y=y, Q=Q, tri=tri,
                   tri_products=TriProducts(Q, tri), yy=yy,
                   sample_idx=None if sample_idx is None else np.asarray(sample_idx, np.int64),
                   n_file=int(n_file), R1=R1, R1_inv=np.linalg.inv(R1), vif=float(vif),
@@ -527,9 +533,9 @@ def _correction_rows(design: Design, s: int, e: int) -> np.ndarray:
     K = _tri_products(Q, design.tri)
     if design.model == "linear":
         c, k = design.c, design.k
-        Y_r = design.V[s:e, c:c + k]
+        Y_r = design.Vt4[c:c + k, s:e].T
         return np.column_stack([K, *(Q * Y_r[:, [j]] for j in range(k)), Y_r ** 2])
-    w0, r0 = design.w0[s:e], design.V[s:e, design.c]
+    w0, r0 = design.w0[s:e], design.S[design.c, s:e]
     return np.column_stack([K * w0[:, None], Q * r0[:, None], np.zeros(e - s), K])
 
 
@@ -709,10 +715,10 @@ def linear_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design) -> np.
     """
     B, n = D.shape
     c, k = design.c, design.k
-    G = D @ design.V
+    G = D @ design.Vt4[:c + k].T
     nmiss = np.zeros(B) if miss is None else miss.sum(axis=1, dtype=np.float64)
     corr = _missing_corrections(miss, design) if miss is not None and nmiss.any() else None
-    return _linear_stats(G[:, :c], G[:, c:c + k], G[:, c + k], _rowdot(D, D), n - nmiss, corr, design)
+    return _linear_stats(G[:, :c], G[:, c:c + k], D.sum(axis=1), _rowdot(D, D), n - nmiss, corr, design)
 
 
 def _linear_stats(b, gy, s1, s2, nobs, corr, design: Design) -> np.ndarray:
