@@ -45,3 +45,22 @@ def dummy_bfile(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("dummy")
     run_plink2("--dummy", "203", "120", "0.05", "acgt", "--seed", "7", "--make-bed", "--out", d / "dummy")
     return d / "dummy"
+
+
+@pytest.fixture
+def training_waves(monkeypatch) -> list:
+    """The waves of networks ``gwaslift.deep`` trains together, recorded as they start: one
+    ``[(l1, seed), ...]`` list per call of the training loop (a grid, a refit, a decoy
+    refit in waves when ``max_state_bytes`` is small)."""
+    import importlib
+
+    train_mod = importlib.import_module("gwaslift.deep.train")  # the module, not the function
+    waves = []
+    real = train_mod._train_stack
+
+    def recording(data, states, *args, **kw):
+        waves.append([(ms.config["l1"], ms.seed) for ms in states])
+        return real(data, states, *args, **kw)
+
+    monkeypatch.setattr(train_mod, "_train_stack", recording)
+    return waves

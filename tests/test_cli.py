@@ -128,7 +128,7 @@ def test_train_then_attribute_with_pcs(tmp_path):
     assert pd.read_csv(tmp_path / "b.scores.tsv", sep="\t").deeplift_p.notna().all()
 
 
-def test_train_memory_lr_and_precision_flags_reach_training(tmp_path, monkeypatch):
+def test_train_memory_lr_and_precision_flags_reach_training(tmp_path, training_waves):
     """--train-memory (MiB) bounds the networks trained at once -- here one per wave, with
     bitwise the weights of the default single wave --; --lr and --precision reach the fit's
     configuration; analyze maps the same flags to its options."""
@@ -140,25 +140,18 @@ def test_train_memory_lr_and_precision_flags_reach_training(tmp_path, monkeypatc
     from gwaslift.deep import load_fit
 
     train_mod = importlib.import_module("gwaslift.deep.train")
-    waves = []
-    real = train_mod._train_stack
-
-    def recording(data, states, *args, **kw):
-        waves.append(len(states))
-        return real(data, states, *args, **kw)
-
-    monkeypatch.setattr(train_mod, "_train_stack", recording)
+    waves = training_waves
     sim = tmp_path / "sim"
     assert main(["simulate", "--out", str(sim), "--n-samples", "300", "--n-snps", "80", "--seed", "5",
                  "--trait", "quantitative", "--no-progress"]) == 0
     common = ["train", "--bfile", str(sim), "--pheno", f"{sim}.pheno", "--hidden", "8x8", "--l1", "0.1,1",
               "--seeds", "0,1", "--refit-seeds", "2", "--epochs", "3", "--lr", "0.005", "--no-progress"]
     assert main(common + ["--out", str(tmp_path / "one")]) == 0
-    assert waves == [4, 1]  # the grid, then the refit
+    assert [len(w) for w in waves] == [4, 1]  # the grid, then the refit
     one_member_mib = train_mod.member_state_bytes(80, {"hidden": (8, 8)}) / 2**20
     waves.clear()
     assert main(common + ["--out", str(tmp_path / "waves"), "--train-memory", f"{1.5 * one_member_mib:.6f}"]) == 0
-    assert waves == [1, 1, 1, 1, 1]
+    assert [len(w) for w in waves] == [1, 1, 1, 1, 1]
     a, b = load_fit(tmp_path / "one"), load_fit(tmp_path / "waves")
     assert {m.config["lr"] for m in a.members} == {0.005} and a.config["precision"] == "float32"
     for ma, mb in zip(a.members, b.members, strict=True):

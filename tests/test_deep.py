@@ -238,21 +238,14 @@ def test_member_alone_equals_member_in_grid(cohort, grid_fit):
     assert alone.members[0].metrics == twin[0].metrics
 
 
-def test_grid_in_memory_bounded_waves_equals_one_wave(cohort, grid_fit, monkeypatch):
+def test_grid_in_memory_bounded_waves_equals_one_wave(cohort, grid_fit, training_waves):
     """With room for the training state of two members at a time, the grid of six trains in
     three waves, each member bitwise as in one wave (same weights, metrics and stopping
     epoch), members in their grid order; the refits train in waves too."""
     import importlib
 
     train_mod = importlib.import_module("gwaslift.deep.train")  # the module (gwaslift.deep.train is the function)
-    waves = []
-    real = train_mod._train_stack
-
-    def recording(data, states, *args, **kw):
-        waves.append([(ms.config["l1"], ms.seed) for ms in states])
-        return real(data, states, *args, **kw)
-
-    monkeypatch.setattr(train_mod, "_train_stack", recording)
+    waves = training_waves
     g = _geno(cohort)
     one = train_mod.member_state_bytes(g.n_variants, {"hidden": (8, 16)})
     waved = train(g, cohort[2], l1=[0.01, 1.0, 2.0], seeds=[0, 1], max_state_bytes=2 * one, **FAST)

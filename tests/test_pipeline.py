@@ -170,7 +170,7 @@ def test_rerun_into_the_same_out_with_other_options(tmp_path):
     assert b.config["epochs"] == 3 and len(list((tmp_path / "out" / "checkpoints").iterdir())) == 2
 
 
-def test_training_memory_budget_changes_nothing_but_the_waves(tmp_path, monkeypatch):
+def test_training_memory_budget_changes_nothing_but_the_waves(tmp_path, training_waves):
     """``max_state_bytes`` small enough for one network at a time: the grid, the refits and
     the decoy refits train in waves, and the whole analysis (GWAS, scores, decoy p-values) is
     the same to the bit as with the default budget; the checkpoint folder is the same too, so
@@ -180,22 +180,15 @@ def test_training_memory_budget_changes_nothing_but_the_waves(tmp_path, monkeypa
     from gwaslift.pipeline import DEFAULTS, _checkpoint_dir
 
     train_mod = importlib.import_module("gwaslift.deep.train")
-    waves = []
-    real = train_mod._train_stack
-
-    def recording(data, states, *args, **kw):
-        waves.append(len(states))
-        return real(data, states, *args, **kw)
-
-    monkeypatch.setattr(train_mod, "_train_stack", recording)
+    waves = training_waves
     sim = hao(300, 60, trait="quantitative", seed=4, out=tmp_path / "sim")
     kw = dict(SMALL_RUN, n_pcs=1, hidden=[(8, 8)], l1=[0.1, 1.0], seeds=[0], refit_seeds=[1, 2], epochs=3)
     a = gwaslift.analyze(sim.prefix, sim.paths["pheno"], **kw)
-    assert waves == [2, 2, 2]  # grid, refits, decoy refits
+    assert [len(w) for w in waves] == [2, 2, 2]  # grid, refits, decoy refits
     waves.clear()
     one = train_mod.member_state_bytes(120, {"hidden": (8, 8)}, n_covar=1)  # decoys double the inputs
     b = gwaslift.analyze(sim.prefix, sim.paths["pheno"], max_state_bytes=one, **kw)
-    assert waves == [1, 1, 1, 1, 1, 1]
+    assert [len(w) for w in waves] == [1, 1, 1, 1, 1, 1]
     pd.testing.assert_frame_equal(a.table, b.table, check_exact=True)
     cfg = {**DEFAULTS, **kw}
     assert _checkpoint_dir(tmp_path, cfg, "x", None, None) == \
