@@ -790,11 +790,11 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     per variant still fitting (:func:`_score_info`; both on numba kernels where they
     load, the numpy path otherwise) -- first with the null fit's covariate block Q'WQ
     (O(n c) a step; at most :data:`MAX_FIXED_BLOCK_STEPS`, each halving the last; with
-    :data:`FIXED_BLOCK_MIN_COLUMNS` design columns or more), then exact. Converged when an exact step moves every coefficient by less than
-    ``tol * max(1, |coefficient|)``; the standard error comes from the information matrix
-    of that step. plink2's predictor checks (:func:`_predictor_checks`, unweighted, as
-    plink2) come first, as in linear, after plink2's separation check
-    (:func:`_separated_from_sums`).
+    :data:`FIXED_BLOCK_MIN_COLUMNS` design columns or more), then exact. Converged when
+    an exact step moves every coefficient by less than ``tol * max(1, |coefficient|)``;
+    the standard error comes from the information matrix of that step. plink2's
+    predictor checks (:func:`_predictor_checks`, unweighted, as plink2) come first, as in
+    linear, after plink2's separation check (:func:`_separated_from_sums`).
 
     Separated variants, and fits that do not converge or whose information matrix is
     singular, are refitted together with Firth's penalized likelihood
@@ -1007,7 +1007,8 @@ def _score_info(D, miss, theta, active, design, exact=None):
     if exact.all():  # no copy of W (A x n)
         H[:, :c, :c] = _unpack_sym(_weighted_grams(W, design.tri_products, design.Qt), c, design.tri)
     elif exact.any():
-        H[exact, :c, :c] = _unpack_sym(_weighted_grams(W[exact], design.tri_products, design.Qt), c, design.tri)
+        grams = _weighted_grams(W[exact], design.tri_products, design.Qt)
+        H[exact, :c, :c] = _unpack_sym(grams, c, design.tri)
     H[:, :c, c] = Hgc
     H[:, c, :c] = Hgc
     H[:, c, c] = Hgg

@@ -133,11 +133,11 @@ def test_logistic_matches_statsmodels(missing, covariates):
 
 @pytest.mark.parametrize("missing", ["drop", "mean"])
 def test_logistic_fixed_block_steps_reach_newtons_fit(monkeypatch, missing):
-    """A logistic fit (here even with few covariates) first steps with the null fit's
-    covariate block Q'WQ, then with exact Newton steps, which decide convergence and give the SE. Variants of large effect move
-    the weights too far for the fixed block (it stalls: the fit goes back and continues
-    exactly); every variant ends where exact Newton from the null ends (1e-9) and where
-    statsmodels ends."""
+    """A logistic fit (here, forced, with few covariates) first steps with the null fit's
+    covariate block Q'WQ, then with exact Newton steps, which decide convergence and give
+    the SE. Variants of large effect move the weights too far for the fixed block (it
+    stalls: the fit goes back and continues exactly); every variant ends where exact Newton
+    from the null ends (1e-9) and where statsmodels ends."""
     from gwaslift import assoc
 
     rng = np.random.default_rng(21)
