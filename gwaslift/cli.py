@@ -127,6 +127,14 @@ def _qc_flags(p, pipeline: bool):
     p.add_argument("--hwe", type=_threshold, default=None, help="HWE exact-test p-value threshold (default: off)")
 
 
+def _train_memory_flag(p):
+    p.add_argument("--train-memory", type=_positive_float, default=None, metavar="MIB",
+                   help="memory for the training state of the networks trained at once, in MiB (plink2 "
+                        "--memory's unit; 20 bytes per first-layer weight, 28 with bf16): networks beyond it "
+                        "train in later waves with the same results (default: half the available memory, "
+                        "the cgroup limit included; on a GPU 70%% of its free memory)")
+
+
 def _deep_flags(p):
     p.add_argument("--hidden", type=_hidden_list, default=None,
                    help="grid of hidden sizes h1xh2 (default: the paper's 64x128,64x256,128x128,128x256)")
@@ -141,11 +149,7 @@ def _deep_flags(p):
                    help="first-layer SNP products in float32 (default; exact) or bfloat16 operands with float32 "
                         "accumulation (faster on CPUs and GPUs with bf16 units; weights, optimizer and the "
                         "rest stay float32)")
-    p.add_argument("--train-memory", type=_positive_float, default=None, metavar="MIB",
-                   help="memory for the training state of the networks trained at once, in MiB (plink2 "
-                        "--memory's unit; 20 bytes per first-layer weight, 28 with bf16): networks beyond it "
-                        "train in later waves with the same results (default: half the available memory, "
-                        "the cgroup limit included; on a GPU 70%% of its free memory)")
+    _train_memory_flag(p)
     p.add_argument("--l1-warmup", type=int, default=None,
                    help="epochs over which the L1 strength ramps up from 0 (default 0: full from the start)")
     p.add_argument("--cross-fit", action="store_true", default=None,
@@ -230,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default="mean", choices=["mean", "zero"])
     p.add_argument("--rule", default="rescale", choices=["rescale", "revealcancel"])
     p.add_argument("--n-null", type=int, default=0, help="permuted-phenotype fits for p-values (needs the phenotype)")
+    _train_memory_flag(p)  # for the permuted-phenotype fits
     p.add_argument("--device", default="auto")
 
     for name, helptext in (("analyze", "the whole analysis: QC, PCA, GWAS, networks, DeepLIFT, plots, report"),
@@ -541,7 +546,7 @@ def _cmd_attribute(args):
         y = _phenotype(args, g)
         null = attribution_null(g, y, fit, n_null=args.n_null, seed=args.seed, samples=args.samples,
                                 reference=args.reference, rule=args.rule, covariates=cov, device=args.device,
-                                progress=_progress(args))
+                                progress=_progress(args), max_state_bytes=_state_bytes(args))
     res = deeplift(fit, g, samples=args.samples, reference=args.reference, rule=args.rule, covariates=cov,
                    null=null, device=args.device, progress=_progress(args))
     _write_tsv(res.scores, Path(f"{prefix}.scores.tsv"))

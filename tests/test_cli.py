@@ -107,7 +107,7 @@ def test_console_script_entry_point():
     assert res.returncode == 0 and res.stdout.startswith("gwaslift ")
 
 
-def test_train_then_attribute_with_pcs(tmp_path):
+def test_train_then_attribute_with_pcs(tmp_path, monkeypatch):
     sim = tmp_path / "sim"
     assert main(["simulate", "--out", str(sim), "--n-samples", "400", "--n-snps", "80", "--seed", "5",
                  "--trait", "quantitative", "--no-progress"]) == 0
@@ -122,10 +122,21 @@ def test_train_then_attribute_with_pcs(tmp_path):
                  "--out", str(tmp_path / "a"), "--no-progress"]) == 0
     scores = pd.read_csv(tmp_path / "a.scores.tsv", sep="\t")
     assert len(scores) == 80 and scores.deeplift_mean_abs.notna().all()
-    # the permutation null refits with the same covariates
-    assert main(["attribute", "--bfile", str(sim), "--pheno", f"{sim}.pheno", "--model", str(model), "--pcs", "2",
-                 "--n-null", "1", "--out", str(tmp_path / "b"), "--no-progress"]) == 0
-    assert pd.read_csv(tmp_path / "b.scores.tsv", sep="\t").deeplift_p.notna().all()
+    # the permutation null refits with the same covariates; --train-memory bounds them
+    # without changing them
+    base = ["attribute", "--bfile", str(sim), "--pheno", f"{sim}.pheno", "--model", str(model), "--pcs", "2",
+            "--n-null", "1", "--no-progress"]
+    assert main(base + ["--out", str(tmp_path / "b")]) == 0
+    b = pd.read_csv(tmp_path / "b.scores.tsv", sep="\t")
+    assert b.deeplift_p.notna().all()
+    import gwaslift.deep
+
+    budgets, real_refit = [], gwaslift.deep.refit
+    monkeypatch.setattr(gwaslift.deep, "refit", lambda *a, **kw: budgets.append(kw.get("max_state_bytes"))
+                        or real_refit(*a, **kw))
+    assert main(base + ["--out", str(tmp_path / "c"), "--train-memory", "0.5"]) == 0
+    assert budgets == [2**19]
+    pd.testing.assert_frame_equal(b, pd.read_csv(tmp_path / "c.scores.tsv", sep="\t"))
 
 
 def test_train_memory_lr_and_precision_flags_reach_training(tmp_path, training_waves):
