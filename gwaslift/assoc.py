@@ -861,9 +861,10 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     # error are exact Newton's, as before; most variants need one exact step instead of 2-3.
     # A fixed-block step that fails to shrink the step by half goes back to where it
     # started and continues exactly (a variant that moves the weights a lot).
-    H_cc0 = H[:, :c, :c].copy()
+    use_fixed = MAX_FIXED_BLOCK_STEPS > 0 and c >= FIXED_BLOCK_MIN_COLUMNS
+    H_cc0 = H[:, :c, :c].copy() if use_fixed else None
     fixed = np.zeros(B, bool)      # in the fixed-block phase
-    fixed[active] = MAX_FIXED_BLOCK_STEPS > 0 and c >= FIXED_BLOCK_MIN_COLUMNS
+    fixed[active] = use_fixed
     last = np.full(B, np.inf)      # size of the previous step, for the halving test
     before = theta.copy()          # where the last fixed-block step started
     n_exact = np.zeros(B, np.int64)
@@ -871,11 +872,11 @@ def logistic_kernel(D: np.ndarray, miss: np.ndarray | None, design: Design,
     Hk, Uk = H[active], U[active]
     first = True                   # step 0: exact at the null fit for every variant
     while len(active):
-        if not first:
-            fx = fixed[active]
-            Uk, Hk = _score_info(D, miss if has_miss else None, theta, active, design, exact=~fx)
-            Hk[fx, :c, :c] = H_cc0[active[fx]]
         fx = np.zeros(len(active), bool) if first else fixed[active]
+        if not first:
+            Uk, Hk = _score_info(D, miss if has_miss else None, theta, active, design, exact=~fx)
+            if fx.any():
+                Hk[fx, :c, :c] = H_cc0[active[fx]]
         rhs = np.stack([Uk, np.broadcast_to(eye_last, Uk.shape)], axis=-1)
         sol, ok = _solve_batched(Hk, rhs)
         step = sol[..., 0]
@@ -1004,11 +1005,7 @@ def _score_info(D, miss, theta, active, design, exact=None):
     kernel(np.ascontiguousarray(D), M, design.Qt, design.y, np.ascontiguousarray(theta[active]),
            active.astype(np.int64), U, Hgc, Hgg, W)
     H = np.empty((A, c + 1, c + 1))
-    if exact.all():  # no copy of W (A x n)
-        H[:, :c, :c] = _unpack_sym(_weighted_grams(W, design.tri_products, design.Qt), c, design.tri)
-    elif exact.any():
-        grams = _weighted_grams(W[exact], design.tri_products, design.Qt)
-        H[exact, :c, :c] = _unpack_sym(grams, c, design.tri)
+    _fill_covariate_blocks(H, W, exact, lambda w: _weighted_grams(w, design.tri_products, design.Qt), design)
     H[:, :c, c] = Hgc
     H[:, c, :c] = Hgc
     H[:, c, c] = Hgg
@@ -1032,6 +1029,17 @@ def _weighted_grams(W, products: TriProducts, Qt):
     return products.gram(W)
 
 
+def _fill_covariate_blocks(H, W, exact, grams, design) -> None:
+    """``H[a, :c, :c]`` = ``Q' diag(W[a]) Q`` for the rows ``exact`` (A,) bool of the weights
+    W (A, n), by ``grams`` (weights -> upper triangles); the other rows are left as they
+    are. W is not copied when every row is exact (the usual case)."""
+    c, tri = design.c, design.tri
+    if exact.all():
+        H[:, :c, :c] = _unpack_sym(grams(W), c, tri)
+    elif exact.any():
+        H[exact, :c, :c] = _unpack_sym(grams(W[exact]), c, tri)
+
+
 def _logistic_grad_hess(D, miss, theta, design, exact=None):
     """Score (B, c+1) and information (B, c+1, c+1) of the logistic model at theta
     (the numpy path of :func:`_score_info`; ``exact`` as there)."""
@@ -1052,10 +1060,7 @@ def _logistic_grad_hess(D, miss, theta, design, exact=None):
     H = np.empty((len(D), c + 1, c + 1))
     # float64 throughout: a float32 covariate block was measured to move SEs by ~1e-6
     exact = np.ones(len(D), bool) if exact is None else np.asarray(exact, bool)
-    if exact.all():
-        H[:, :c, :c] = _unpack_sym(design.tri_products.gram(w), c, design.tri)
-    elif exact.any():
-        H[exact, :c, :c] = _unpack_sym(design.tri_products.gram(w[exact]), c, design.tri)
+    _fill_covariate_blocks(H, w, exact, design.tri_products.gram, design)
     wD = w * D
     hab = wD @ design.Q
     H[:, :c, c] = hab

@@ -560,8 +560,9 @@ def _analysis_options(args) -> dict:
         v = getattr(args, name, None)
         if v is not None:
             opts[name] = v
-    if _state_bytes(args) is not None:
-        opts["max_state_bytes"] = _state_bytes(args)
+    budget = _state_bytes(args)
+    if budget is not None:
+        opts["max_state_bytes"] = budget
     if args.pcs is not None:
         opts["n_pcs"] = args.pcs
     for name in ("null", "n_decoys", "n_null"):
